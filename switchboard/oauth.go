@@ -1,0 +1,39 @@
+package switchboard
+
+import "context"
+
+// Grant is what a completed authorization yields.
+type Grant struct {
+	Tokens        TokenSet
+	Account       Account
+	GrantedScopes []string
+}
+
+// OAuth talks to providers' authorization servers. Implementations must be
+// safe for concurrent use and use HTTP clients with timeouts.
+//
+// Errors: an *Error with EUNAVAILABLE means the provider could not be
+// reached or answered 429/5xx, and a retry may succeed; an *Error with
+// EINVALID carries the provider's refusal (e.g. invalid_grant) in words a
+// person can act on; ENOTFOUND means the provider is not configured.
+type OAuth interface {
+	// AuthCodeURL returns the provider's authorization URL for state, with
+	// a fresh PKCE (S256) challenge, and the verifier to keep with the
+	// state. loginHint may be empty.
+	AuthCodeURL(providerID, state, loginHint string) (url, verifier string, err error)
+	// Exchange trades an authorization code for tokens and looks up the
+	// account they belong to.
+	Exchange(ctx context.Context, providerID, code, verifier string) (*Grant, error)
+	// Revoke revokes t at the provider (RFC 7009): the refresh token if
+	// there is one, else the access token. A provider without a revocation
+	// endpoint succeeds at once.
+	Revoke(ctx context.Context, providerID string, t *TokenSet) error
+}
+
+// Catalogue lists the providers this deployment knows. Available and
+// UnavailableReason reflect configuration only (e.g. missing credentials);
+// plan rules are applied per workspace by the Service.
+type Catalogue interface {
+	Providers() []*Provider
+	Provider(id string) (*Provider, bool)
+}

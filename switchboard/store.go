@@ -1,0 +1,209 @@
+package switchboard
+
+import (
+	"context"
+	"time"
+)
+
+// TokenSet is an integration's OAuth credentials. Stores keep it encrypted,
+// bound to workspace, integration and generation; it never appears in a
+// GraphQL response or a log.
+type TokenSet struct {
+	AccessToken  string
+	RefreshToken string
+	TokenType    string
+	Expiry       time.Time // zero: the provider gave no expires_in
+	Scopes       []string
+	// Extra keeps provider-specific values such as Salesforce's instance_url.
+	Extra map[string]string
+}
+
+// AuthIntent says what an authorization was started for.
+type AuthIntent string
+
+const (
+	IntentConnect   AuthIntent = "CONNECT"
+	IntentReconnect AuthIntent = "RECONNECT"
+)
+
+// AuthState is a pending OAuth authorization, keyed by the random state
+// parameter sent to the provider. It is one-time: TakeAuthState removes it.
+type AuthState struct {
+	State         string
+	WorkspaceID   string
+	IntegrationID string
+	ProviderID    string
+	UserID        string
+	Intent        AuthIntent
+	// Generation is the integration's generation when the authorization
+	// started; the callback commits only if it is still the same.
+	Generation   uint64
+	CodeVerifier string // PKCE; secret
+	ReturnTo     string
+	CreatedAt    time.Time
+	ExpiresAt    time.Time
+}
+
+// TeardownJob revokes and deletes the credentials of one generation after a
+// disconnect. It is queued in the disconnect's own transaction.
+type TeardownJob struct {
+	ID            uint64 // assigned by the store
+	WorkspaceID   string
+	IntegrationID string
+	ProviderID    string
+	Generation    uint64
+	Attempts      int
+	NextAttemptAt time.Time
+	LastError     string
+	CreatedAt     time.Time
+}
+
+// Change is one transaction on one integration: new state, changelog event
+// and revision together, plus optional credentials and teardown job.
+type Change struct {
+	WorkspaceID   string
+	IntegrationID string
+	// Create allows the integration not to exist yet; Apply then gets nil.
+	// The store refuses (ECONFLICT) a second integration for the same
+	// provider and owner.
+	Create bool
+	// ExpectedRevision, when non-zero, must equal the integration's current
+	// Revision, or the change fails with ECONFLICT.
+	ExpectedRevision uint64
+	// Apply computes the next state from a private copy of the current one.
+	// It may run more than once (bbolt's Batch), so it must depend on its
+	// input only. Returning an error aborts the change with nothing written;
+	// returning a nil Integration also writes nothing and Commit returns
+	// (nil, nil).
+	Apply func(cur *Integration) (next *Integration, kind EventKind, err error)
+	// Tokens, when set, are written for next's generation in the same
+	// transaction.
+	Tokens *TokenSet
+	// Teardown, when set, is queued in the same transaction.
+	Teardown *TeardownJob
+	At       time.Time
+}
+
+// Store is Switchboard's durable state. All methods are safe for concurrent
+// use. Every key is scoped by workspace; nothing reads across workspaces
+// except the lookups by random secret (tokens, OAuth states) and the
+// teardown queue.
+//
+// Semantics an implementation must keep (bbolt now, etcd later):
+//   - One global revision, increased by exactly one for each committed
+//     Change; the state, the changelog entry and the revision are written
+//     in one transaction, and Commit returns only once that is durable.
+//   - Committed revisions are contiguous: every revision belongs to one
+//     event that Commit returned.
+//   - The changelog is kept per workspace and bounded; EventsAfter below
+//     the compaction point fails with ECOMPACTED.
+type Store interface {
+	CreateWorkspace(ctx context.Context, w *Workspace) error
+	FindWorkspaceByID(ctx context.Context, id string) (*Workspace, error)
+
+	// CreateAPIToken stores t under the SHA-256 hash of its secret.
+	CreateAPIToken(ctx context.Context, t *APIToken, secretHash []byte) error
+	// FindAPITokenByHash returns ENOTFOUND for an unknown hash.
+	FindAPITokenByHash(ctx context.Context, secretHash []byte) (*APIToken, error)
+
+	// FindIntegrationByID returns ENOTFOUND if the integration does not
+	// exist in that workspace.
+	FindIntegrationByID(ctx context.Context, workspaceID, id string) (*Integration, error)
+	// FindIntegrationByProvider finds the integration for a provider and
+	// owner (empty owner: the workspace's), or ENOTFOUND.
+	FindIntegrationByProvider(ctx context.Context, workspaceID, providerID, ownerUserID string) (*Integration, error)
+	// FindIntegrations lists a workspace's integrations, ordered by ID.
+	FindIntegrations(ctx context.Context, workspaceID string, f IntegrationFilter) ([]*Integration, error)
+
+	// Commit applies c and returns the committed event. See Change.
+	Commit(ctx context.Context, c Change) (*Event, error)
+
+	// Revision returns the latest committed revision.
+	Revision(ctx context.Context) (uint64, error)
+	// EventsAfter returns up to limit events of a workspace with revision
+	// > after, in order. It fails with ECOMPACTED when events after
+	// `after` have been dropped by retention, and EINVALID when after is
+	// beyond the latest revision.
+	EventsAfter(ctx context.Context, workspaceID string, after uint64, limit int) ([]*Event, error)
+
+	// FindTokens returns the credentials of one generation, or ENOTFOUND.
+	FindTokens(ctx context.Context, workspaceID, integrationID string, generation uint64) (*TokenSet, error)
+	// PutTokens replaces the credentials of a generation; it fails with
+	// ECONFLICT unless generation is the integration's current generation.
+	PutTokens(ctx context.Context, workspaceID, integrationID string, generation uint64, t *TokenSet) error
+
+	// PutAuthState stores a pending authorization.
+	PutAuthState(ctx context.Context, s *AuthState) error
+	// TakeAuthState returns and deletes the pending authorization, in one
+	// transaction, so a state can be used once. Unknown or already used
+	// states return ENOTFOUND. Expired ones are returned (and deleted) so
+	// the caller can say they expired.
+	TakeAuthState(ctx context.Context, state string) (*AuthState, error)
+	// DeleteExpiredAuthStates removes states that expired before now.
+	DeleteExpiredAuthStates(ctx context.Context, now time.Time) (int, error)
+
+	// DueTeardowns returns up to limit queued teardown jobs due at now.
+	DueTeardowns(ctx context.Context, now time.Time, limit int) ([]*TeardownJob, error)
+	// RescheduleTeardown records a failed attempt.
+	RescheduleTeardown(ctx context.Context, id uint64, next time.Time, lastError string) error
+	// CompleteTeardown deletes the job and the credentials of its
+	// generation. It never touches another generation's credentials.
+	CompleteTeardown(ctx context.Context, id uint64) error
+}
+
+// Broker fans committed events out to subscribers.
+type Broker interface {
+	// Publish hands over a committed event. It must be called once for
+	// every event Commit returned, right after the commit, and never
+	// blocks. Events may arrive out of revision order (concurrent commits
+	// in one batch); the broker delivers them in order.
+	Publish(ev *Event)
+	// Subscribe replays the workspace's changelog after req.AfterRevision
+	// and then streams live events, with no gap and no duplicate. The
+	// returned channel closes when ctx ends or the subscriber is cut off;
+	// then Err tells why.
+	Subscribe(ctx context.Context, req SubscribeRequest) (*Subscription, error)
+}
+
+// SubscribeRequest says what a subscriber wants.
+type SubscribeRequest struct {
+	WorkspaceID string
+	// AfterRevision nil means live events only.
+	AfterRevision *uint64
+	// Match, when set, keeps only events it returns true for (category,
+	// visibility to the viewer). It runs on the publisher's path: keep it
+	// cheap and non-blocking.
+	Match func(*Event) bool
+}
+
+// Subscription is a live stream of events.
+type Subscription struct {
+	C <-chan *Event
+	// Err returns why C closed: nil when ctx ended, an *Error with
+	// ECOMPACTED or a *CutoffError otherwise. Valid after C is closed.
+	Err func() error
+}
+
+// CutoffError is why a subscriber was dropped: it fell too far behind.
+// It may resume with AfterRevision = LastRevision and lose nothing.
+type CutoffError struct {
+	LastRevision uint64
+}
+
+func (e *CutoffError) Error() string {
+	return "subscriber fell too far behind; resume after revision " + uitoa(e.LastRevision)
+}
+
+func uitoa(n uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,72 @@
+package switchboard
+
+import (
+	"context"
+	"time"
+)
+
+// Workspace is one tenant. Every key in the store is scoped by workspace.
+type Workspace struct {
+	ID        string
+	Name      string
+	Plan      Plan
+	CreatedAt time.Time
+}
+
+// Role is what a principal may do in its workspace.
+type Role string
+
+const (
+	RoleAdmin   Role = "ADMIN"
+	RoleMember  Role = "MEMBER"
+	RoleSupport Role = "SUPPORT"
+)
+
+// APIToken is a bearer credential. Only a hash of its secret is stored; the
+// secret is shown once, when the token is created.
+type APIToken struct {
+	ID          string
+	WorkspaceID string
+	// UserID is the user the token acts as (personal integrations belong
+	// to it).
+	UserID     string
+	Name       string
+	Role       Role
+	Scopes     []string
+	CreatedAt  time.Time
+	ExpiresAt  *time.Time
+	RevokedAt  *time.Time
+	LastUsedAt *time.Time
+}
+
+// Principal is who is asking: resolved from a bearer token at the edge and
+// carried in the context.
+type Principal struct {
+	WorkspaceID string
+	UserID      string
+	Role        Role
+	TokenID     string
+	Scopes      []string
+}
+
+type principalKey struct{}
+
+// NewContextWithPrincipal returns ctx carrying p.
+func NewContextWithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFromContext returns the principal in ctx, or nil.
+func PrincipalFromContext(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}
+
+// RequirePrincipal returns the principal in ctx or an EUNAUTHENTICATED error.
+func RequirePrincipal(ctx context.Context) (*Principal, error) {
+	p := PrincipalFromContext(ctx)
+	if p == nil || p.WorkspaceID == "" {
+		return nil, Errorf(EUNAUTHENTICATED, "Sign in: send Authorization: Bearer <token>.")
+	}
+	return p, nil
+}
