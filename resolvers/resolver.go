@@ -1,0 +1,52 @@
+// Package resolvers maps GraphQL fields to the domain service. Each
+// resolver is thin: who is asking (from ctx) → one Service call → result.
+package resolvers
+
+import (
+	"context"
+
+	"github.com/bont/switchboard/switchboard"
+)
+
+// Resolver is the root resolver.
+type Resolver struct {
+	Service *switchboard.Service
+	// EndSubscription is called when the server ends a subscription for a
+	// reason the client should hear (a cut-off slow subscriber); the server
+	// closes the websocket with that reason. May be nil.
+	EndSubscription func(ctx context.Context, err error)
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// stream forwards a subscription to gqlgen and reports why it ended. The
+// forwarding goroutine exits when the subscription closes or ctx ends.
+func (r *Resolver) stream(ctx context.Context, sub *switchboard.Subscription) <-chan *switchboard.Event {
+	out := make(chan *switchboard.Event)
+	go func() {
+		defer close(out)
+		for ev := range sub.C {
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err := sub.Err(); err != nil && ctx.Err() == nil && r.EndSubscription != nil {
+			r.EndSubscription(ctx, err)
+		}
+	}()
+	return out
+}
