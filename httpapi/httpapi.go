@@ -1,0 +1,256 @@
+// Package httpapi is Switchboard's HTTP surface: /graphql (queries,
+// mutations, websocket subscriptions), /playground, /oauth/callback,
+// /healthz and, in dev mode, the sandbox provider. It turns requests into
+// Service calls; it holds no state of its own.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/bont/switchboard/graph"
+	"github.com/bont/switchboard/resolvers"
+	"github.com/bont/switchboard/switchboard"
+)
+
+// Limits of the GraphQL endpoint.
+const (
+	MaxBodyBytes         = 1 << 20 // request bodies and websocket frames
+	ComplexityLimit      = 500
+	WebsocketInitTimeout = 10 * time.Second
+	WebsocketPing        = 25 * time.Second
+)
+
+// Options wires the handler.
+type Options struct {
+	Service *switchboard.Service
+	// Websocket accepts websocket connections (gorillaws).
+	Websocket transport.WebsocketImplementation
+	// CloseWebsocket closes the websocket a subscription runs on, with a
+	// close code and reason (gorillaws.Close).
+	CloseWebsocket func(ctx context.Context, code int, reason string) bool
+	// WrapWebsocket, when set, wraps the /graphql handler (gorillaws.Middleware).
+	WrapWebsocket func(http.Handler) http.Handler
+	// Sandbox, when set (dev mode), is served under /sandbox/.
+	Sandbox http.Handler
+	// Settings, when set, is served at /settings.
+	Settings http.Handler
+	Dev      bool
+	Logger   *slog.Logger
+	// Ready reports readiness for /healthz; false while draining.
+	Ready func() bool
+	// Revision returns the store's latest revision, for /healthz.
+	Revision func(context.Context) (uint64, error)
+}
+
+// New returns the gateway's HTTP handler.
+func New(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	mux := http.NewServeMux()
+	gql := o.graphQLServer()
+	var gqlHandler http.Handler = o.authenticate(gql)
+	if o.WrapWebsocket != nil {
+		gqlHandler = o.WrapWebsocket(gqlHandler)
+	}
+	mux.Handle("/graphql", gqlHandler)
+	mux.Handle("GET /playground", playground.Handler("Switchboard", "/graphql"))
+	mux.HandleFunc("GET /oauth/callback", o.callback)
+	mux.HandleFunc("GET /healthz", o.healthz)
+	if o.Settings != nil {
+		mux.Handle("/settings", o.Settings)
+		mux.Handle("/settings/", o.Settings)
+	}
+	if o.Sandbox != nil {
+		mux.Handle("/sandbox/", http.StripPrefix("/sandbox", o.Sandbox))
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/settings", http.StatusFound)
+	})
+	return mux
+}
+
+func (o Options) graphQLServer() *handler.Server {
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{
+		Service: o.Service,
+		EndSubscription: func(ctx context.Context, err error) {
+			if o.CloseWebsocket == nil {
+				return
+			}
+			var cut *switchboard.CutoffError
+			if errors.As(err, &cut) {
+				// 1013 "try again later": clients reconnect and resume
+				// from the last revision they saw.
+				o.CloseWebsocket(ctx, 1013, fmt.Sprintf("too far behind; resume after revision %d", cut.LastRevision))
+				return
+			}
+			o.CloseWebsocket(ctx, 1011, switchboard.ErrorMessage(err))
+		},
+	}}))
+	readLimit := int64(MaxBodyBytes)
+	srv.AddTransport(transport.Websocket{
+		Implementation:        o.Websocket,
+		InitFunc:              o.websocketInit,
+		InitTimeout:           WebsocketInitTimeout,
+		KeepAlivePingInterval: WebsocketPing,
+		PayloadReadLimit:      &readLimit,
+		ErrorFunc: func(ctx context.Context, err error) {
+			o.Logger.Debug("websocket", "err", err)
+		},
+	})
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.Use(extension.Introspection{})
+	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	srv.Use(extension.FixedComplexityLimit(ComplexityLimit))
+	srv.SetErrorPresenter(o.presentError)
+	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
+		o.Logger.Error("panic in resolver", "panic", p, "stack", string(debug.Stack()))
+		return switchboard.Errorf(switchboard.EINTERNAL, "Internal error.")
+	})
+	return srv
+}
+
+// presentError puts a stable code in extensions.code. Domain errors keep
+// their code and message; errors of GraphQL itself (parse, validation,
+// variable coercion) keep gqlgen's code or become INVALID_INPUT; anything
+// else is INTERNAL and its text is logged, never sent.
+func (o Options) presentError(ctx context.Context, err error) *gqlerror.Error {
+	gerr := graphql.DefaultErrorPresenter(ctx, err)
+	if gerr.Extensions == nil {
+		gerr.Extensions = map[string]any{}
+	}
+	var e *switchboard.Error
+	if errors.As(err, &e) {
+		gerr.Message = e.Message
+		gerr.Extensions["code"] = e.Code
+		if e.Field != "" {
+			gerr.Extensions["field"] = e.Field
+		}
+		if e.Code == switchboard.EINTERNAL {
+			gerr.Message = "Internal error."
+		}
+		return gerr
+	}
+	if _, ok := gerr.Extensions["code"]; ok {
+		return gerr
+	}
+	if gerr.Err == nil {
+		// Raised by the GraphQL machinery about the request itself.
+		gerr.Extensions["code"] = switchboard.EINVALID
+		return gerr
+	}
+	o.Logger.Error("internal error", "path", gerr.Path.String(), "err", err)
+	gerr.Message = "Internal error."
+	gerr.Extensions["code"] = switchboard.EINTERNAL
+	return gerr
+}
+
+// authenticate resolves the bearer token of HTTP requests. Websocket
+// upgrades pass through: their token comes in connection_init.
+func (o Options) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Method == http.MethodOptions {
+			next.ServeHTTP(w, r)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		p, err := o.Service.Authenticate(r.Context(), bearer(r.Header.Get("Authorization")))
+		if err != nil {
+			writeGraphQLError(w, http.StatusUnauthorized, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(switchboard.NewContextWithPrincipal(r.Context(), p)))
+	})
+}
+
+func bearer(h string) string {
+	const prefix = "bearer "
+	if len(h) > len(prefix) && strings.EqualFold(h[:len(prefix)], prefix) {
+		return strings.TrimSpace(h[len(prefix):])
+	}
+	return ""
+}
+
+// websocketInit authenticates a websocket from its connection_init payload:
+// {"authorization": "Bearer <token>"}, "Authorization" too, or the same
+// inside "headers" (as some GraphQL clients send it). A bad token closes
+// the connection without an ack.
+func (o Options) websocketInit(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+	h := payload.Authorization()
+	if h == "" {
+		if hs, ok := payload["headers"].(map[string]any); ok {
+			for k, v := range hs {
+				if strings.EqualFold(k, "authorization") {
+					h, _ = v.(string)
+				}
+			}
+		}
+	}
+	p, err := o.Service.Authenticate(ctx, bearer(h))
+	if err != nil {
+		// graphql-transport-ws: 4403 Forbidden, no ack.
+		ctx = transport.WithWebsocketCloseCode(ctx, 4403)
+		ctx = transport.AppendCloseReason(ctx, "Forbidden")
+		return ctx, nil, errors.New(switchboard.ErrorMessage(err))
+	}
+	return switchboard.NewContextWithPrincipal(ctx, p), nil, nil
+}
+
+func writeGraphQLError(w http.ResponseWriter, status int, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard"`)
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"errors": []map[string]any{{
+			"message":    switchboard.ErrorMessage(err),
+			"extensions": map[string]any{"code": switchboard.ErrorCode(err)},
+		}},
+	})
+}
+
+func (o Options) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	body := map[string]any{"status": "ok"}
+	status := http.StatusOK
+	if o.Ready != nil && !o.Ready() {
+		body["status"] = "draining"
+		status = http.StatusServiceUnavailable
+	} else if o.Revision != nil {
+		rev, err := o.Revision(r.Context())
+		if err != nil {
+			body["status"] = "store unavailable"
+			status = http.StatusServiceUnavailable
+		} else {
+			body["revision"] = fmt.Sprint(rev)
+		}
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
