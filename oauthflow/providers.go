@@ -1,0 +1,352 @@
+package oauthflow
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/bont/switchboard/switchboard"
+)
+
+// Setting definitions shared by the built-in providers.
+var (
+	crmSettings = []switchboard.SettingDefinition{
+		{Key: "sync_interval_minutes", Label: "Sync interval (minutes)", Type: switchboard.SettingInteger, Default: "15", Min: 5, Max: 1440},
+		{Key: "sync_deals", Label: "Sync deals", Type: switchboard.SettingBoolean, Default: "true"},
+	}
+	mailSettings = []switchboard.SettingDefinition{
+		{Key: "sync_email", Label: "Sync email", Type: switchboard.SettingBoolean, Default: "true"},
+		{Key: "sync_calendar", Label: "Sync calendar", Type: switchboard.SettingBoolean, Default: "true"},
+	}
+	messagingSettings = []switchboard.SettingDefinition{
+		{Key: "notification_channel", Label: "Notification channel", Type: switchboard.SettingString, Default: "", MaxLength: 80},
+	}
+)
+
+// BuiltinProviders returns the providers Switchboard knows without
+// configuration, in catalogue order, all without credentials.
+//
+// HubSpot and Slack have no RFC 7009 endpoint or standard userinfo
+// endpoint: revocation succeeds at once and the account stays unknown
+// unless the providers file sets revokeUrl / userinfoUrl.
+func BuiltinProviders() []ProviderConfig {
+	ms := func(scopes ...string) []string { return scopes }
+	ps := []ProviderConfig{
+		{
+			ID: "hubspot", Name: "HubSpot", Category: switchboard.CategoryCRM,
+			AuthURL:   "https://app.hubspot.com/oauth/authorize",
+			TokenURL:  "https://api.hubapi.com/oauth/v1/token",
+			AuthStyle: AuthStyleParams,
+			Scopes:    ms("crm.objects.contacts.read", "crm.objects.deals.read"),
+			// HubSpot may omit oauth from the granted list.
+			OptionalScopes:     ms("oauth"),
+			ExtraFields:        []string{"hub_id"},
+			SettingDefinitions: crmSettings,
+		},
+		{
+			ID: "salesforce", Name: "Salesforce", Category: switchboard.CategoryCRM,
+			AuthURL:            "https://login.salesforce.com/services/oauth2/authorize",
+			TokenURL:           "https://login.salesforce.com/services/oauth2/token",
+			RevokeURL:          "https://login.salesforce.com/services/oauth2/revoke",
+			UserinfoURL:        "https://login.salesforce.com/services/oauth2/userinfo",
+			Identity:           IdentityFields{ID: "user_id", Name: "name", Email: "email"},
+			AuthStyle:          AuthStyleParams,
+			Scopes:             ms("api", "refresh_token"),
+			ExtraFields:        []string{"instance_url", "id", "issued_at"},
+			SettingDefinitions: crmSettings,
+		},
+		{
+			ID: "pipedrive", Name: "Pipedrive", Category: switchboard.CategoryCRM,
+			AuthURL:            "https://oauth.pipedrive.com/oauth/authorize",
+			TokenURL:           "https://oauth.pipedrive.com/oauth/token",
+			RevokeURL:          "https://oauth.pipedrive.com/oauth/revoke",
+			UserinfoURL:        "https://api.pipedrive.com/v1/users/me",
+			Identity:           IdentityFields{ID: "data.id", Name: "data.name", Email: "data.email"},
+			AuthStyle:          AuthStyleHeader,
+			Scopes:             ms("contacts:read", "deals:read"),
+			ExtraFields:        []string{"api_domain"},
+			SettingDefinitions: crmSettings,
+		},
+		{
+			ID: "google", Name: "Google", Category: switchboard.CategoryEmailCalendar,
+			AuthURL:        "https://accounts.google.com/o/oauth2/v2/auth",
+			TokenURL:       "https://oauth2.googleapis.com/token",
+			RevokeURL:      "https://oauth2.googleapis.com/revoke",
+			UserinfoURL:    "https://openidconnect.googleapis.com/v1/userinfo",
+			AuthStyle:      AuthStyleParams,
+			Scopes:         ms("https://www.googleapis.com/auth/gmail.readonly", "https://www.googleapis.com/auth/calendar.readonly"),
+			OptionalScopes: ms("openid", "email", "profile"),
+			// A refresh token only comes with offline access, and only on
+			// consent.
+			AuthParams:         map[string]string{"access_type": "offline", "prompt": "consent"},
+			SettingDefinitions: mailSettings,
+		},
+		{
+			ID: "microsoft", Name: "Microsoft 365", Category: switchboard.CategoryEmailCalendar,
+			AuthURL:            "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+			TokenURL:           "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+			UserinfoURL:        "https://graph.microsoft.com/v1.0/me",
+			Identity:           IdentityFields{ID: "id", Name: "displayName", Email: "mail"},
+			AuthStyle:          AuthStyleParams,
+			Scopes:             ms("Mail.Read", "Calendars.Read", "User.Read"),
+			OptionalScopes:     ms("openid", "profile", "email", "offline_access"),
+			SettingDefinitions: mailSettings,
+		},
+		{
+			ID: "slack", Name: "Slack", Category: switchboard.CategoryMessaging,
+			AuthURL:            "https://slack.com/oauth/v2/authorize",
+			TokenURL:           "https://slack.com/api/oauth.v2.access",
+			AuthStyle:          AuthStyleParams,
+			Scopes:             ms("chat:write", "channels:read"),
+			SettingDefinitions: messagingSettings,
+		},
+		{
+			ID: "teams", Name: "Microsoft Teams", Category: switchboard.CategoryMessaging,
+			AuthURL:            "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
+			TokenURL:           "https://login.microsoftonline.com/common/oauth2/v2.0/token",
+			UserinfoURL:        "https://graph.microsoft.com/v1.0/me",
+			Identity:           IdentityFields{ID: "id", Name: "displayName", Email: "mail"},
+			AuthStyle:          AuthStyleParams,
+			Scopes:             ms("ChannelMessage.Send", "Team.ReadBasic.All", "User.Read"),
+			OptionalScopes:     ms("openid", "profile", "offline_access"),
+			SettingDefinitions: messagingSettings,
+		},
+	}
+	for i := range ps {
+		ps[i] = *ps[i].clone() // no aliasing of the shared definitions
+	}
+	return ps
+}
+
+// fileProvider is one entry of the providers file.
+type fileProvider struct {
+	ID             string            `yaml:"id"`
+	Name           string            `yaml:"name"`
+	Category       string            `yaml:"category"`
+	ClientID       string            `yaml:"clientId"`
+	ClientSecret   string            `yaml:"clientSecret"`
+	AuthURL        string            `yaml:"authUrl"`
+	TokenURL       string            `yaml:"tokenUrl"`
+	RevokeURL      string            `yaml:"revokeUrl"`
+	UserinfoURL    string            `yaml:"userinfoUrl"`
+	Identity       *fileIdentity     `yaml:"identity"`
+	Scopes         []string          `yaml:"scopes"`
+	OptionalScopes []string          `yaml:"optionalScopes"`
+	AuthStyle      string            `yaml:"authStyle"`
+	AuthParams     map[string]string `yaml:"authParams"`
+	ExtraFields    []string          `yaml:"extraFields"`
+	RefreshMargin  string            `yaml:"refreshMargin"`
+	Settings       []fileSetting     `yaml:"settings"`
+}
+
+type fileIdentity struct {
+	ID    string `yaml:"id"`
+	Name  string `yaml:"name"`
+	Email string `yaml:"email"`
+}
+
+type fileSetting struct {
+	Key       string   `yaml:"key"`
+	Label     string   `yaml:"label"`
+	Type      string   `yaml:"type"`
+	Options   []string `yaml:"options"`
+	Default   string   `yaml:"default"`
+	Min       int64    `yaml:"min"`
+	Max       int64    `yaml:"max"`
+	MaxLength int      `yaml:"maxLength"`
+}
+
+type providersFile struct {
+	Providers []fileProvider `yaml:"providers"`
+}
+
+// LoadProviders reads the providers file at path (see ParseProviders),
+// expanding ${VAR} from the environment. An empty path yields the
+// built-in providers without credentials.
+func LoadProviders(path string) ([]ProviderConfig, error) {
+	if path == "" {
+		return BuiltinProviders(), nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("providers file: %w", err)
+	}
+	ps, err := ParseProviders(data, os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("providers file %s: %w", path, err)
+	}
+	return ps, nil
+}
+
+// ParseProviders reads a providers file: the built-in providers, with the
+// fields the file gives for them replacing their defaults, followed by the
+// file's custom providers in file order. ${VAR} in any value is replaced by
+// lookup(VAR) (unset: empty), after YAML parsing, so a value cannot change
+// the file's structure; $$ stands for $. Unknown keys are errors, so a
+// misspelt clientSecret does not pass silently. The id "sandbox" is
+// reserved for the dev-mode sandbox.
+func ParseProviders(data []byte, lookup func(string) (string, bool)) ([]ProviderConfig, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, err
+	}
+	expandNode(&root, lookup)
+	expanded, err := yaml.Marshal(&root)
+	if err != nil {
+		return nil, err
+	}
+	var f providersFile
+	dec := yaml.NewDecoder(bytes.NewReader(expanded))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+
+	out := BuiltinProviders()
+	index := make(map[string]int, len(out))
+	for i, p := range out {
+		index[p.ID] = i
+	}
+	builtin := len(out)
+	seen := map[string]bool{}
+	for n, fp := range f.Providers {
+		where := fmt.Sprintf("providers[%d]", n)
+		if fp.ID != "" {
+			where += " (" + fp.ID + ")"
+		}
+		if fp.ID == "" {
+			return nil, fmt.Errorf("%s: id is missing", where)
+		}
+		if fp.ID == "sandbox" {
+			return nil, fmt.Errorf("%s: the id sandbox is reserved for the built-in dev sandbox", where)
+		}
+		if seen[fp.ID] {
+			return nil, fmt.Errorf("%s: id %s appears twice", where, fp.ID)
+		}
+		seen[fp.ID] = true
+		i, ok := index[fp.ID]
+		if !ok || i >= builtin {
+			if fp.Name == "" || fp.Category == "" || fp.AuthURL == "" || fp.TokenURL == "" {
+				return nil, fmt.Errorf("%s: a custom provider needs name, category, authUrl and tokenUrl", where)
+			}
+			out = append(out, ProviderConfig{ID: fp.ID})
+			i = len(out) - 1
+			index[fp.ID] = i
+		}
+		if err := fp.apply(&out[i]); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		// Catch what NewRegistry would refuse now, with the file position.
+		check := out[i].clone()
+		if err := normalize(check); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+	}
+	return out, nil
+}
+
+// apply overrides p with the fields fp gives.
+func (fp *fileProvider) apply(p *ProviderConfig) error {
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&p.Name, fp.Name)
+	if fp.Category != "" {
+		p.Category = switchboard.Category(fp.Category)
+	}
+	set(&p.ClientID, fp.ClientID)
+	set(&p.ClientSecret, fp.ClientSecret)
+	set(&p.AuthURL, fp.AuthURL)
+	set(&p.TokenURL, fp.TokenURL)
+	set(&p.RevokeURL, fp.RevokeURL)
+	set(&p.UserinfoURL, fp.UserinfoURL)
+	if fp.Identity != nil {
+		p.Identity = IdentityFields{ID: fp.Identity.ID, Name: fp.Identity.Name, Email: fp.Identity.Email}
+	}
+	if fp.Scopes != nil {
+		p.Scopes = fp.Scopes
+	}
+	if fp.OptionalScopes != nil {
+		p.OptionalScopes = fp.OptionalScopes
+	}
+	if fp.AuthStyle != "" {
+		p.AuthStyle = AuthStyle(fp.AuthStyle)
+	}
+	if fp.AuthParams != nil {
+		p.AuthParams = fp.AuthParams
+	}
+	if fp.ExtraFields != nil {
+		p.ExtraFields = fp.ExtraFields
+	}
+	if fp.RefreshMargin != "" {
+		d, err := time.ParseDuration(fp.RefreshMargin)
+		if err != nil {
+			return fmt.Errorf("refreshMargin %q is not a duration such as 5m", fp.RefreshMargin)
+		}
+		p.RefreshMargin = d
+	}
+	if fp.Settings != nil {
+		p.SettingDefinitions = nil
+		for _, s := range fp.Settings {
+			t := switchboard.SettingType(s.Type)
+			switch t {
+			case switchboard.SettingBoolean, switchboard.SettingInteger, switchboard.SettingString, switchboard.SettingEnum:
+			default:
+				return fmt.Errorf("setting %q: type %q is not BOOLEAN, INTEGER, STRING or ENUM", s.Key, s.Type)
+			}
+			label := s.Label
+			if label == "" {
+				label = s.Key
+			}
+			p.SettingDefinitions = append(p.SettingDefinitions, switchboard.SettingDefinition{
+				Key: s.Key, Label: label, Type: t, Options: s.Options, Default: s.Default,
+				Min: s.Min, Max: s.Max, MaxLength: s.MaxLength,
+			})
+		}
+	} else if p.SettingDefinitions == nil {
+		switch p.Category {
+		case switchboard.CategoryCRM:
+			p.SettingDefinitions = slices.Clone(crmSettings)
+		case switchboard.CategoryEmailCalendar:
+			p.SettingDefinitions = slices.Clone(mailSettings)
+		case switchboard.CategoryMessaging:
+			p.SettingDefinitions = slices.Clone(messagingSettings)
+		}
+	}
+	return nil
+}
+
+var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandNode replaces ${VAR} in every scalar value (not keys).
+func expandNode(n *yaml.Node, lookup func(string) (string, bool)) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!str" || n.Tag == "" {
+			n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
+				if m == "$$" {
+					return "$"
+				}
+				v, _ := lookup(m[2 : len(m)-1])
+				return v
+			})
+		}
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			expandNode(n.Content[i], lookup)
+		}
+	default:
+		for _, c := range n.Content {
+			expandNode(c, lookup)
+		}
+	}
+}

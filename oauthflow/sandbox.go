@@ -1,0 +1,840 @@
+package oauthflow
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bont/switchboard/switchboard"
+)
+
+// Sandbox scopes.
+const (
+	ScopeContactsRead = "contacts.read"
+	ScopeDealsRead    = "deals.read"
+)
+
+// Sandbox lifetimes and limits.
+const (
+	DefaultSandboxAccessTokenTTL = 15 * time.Minute
+	sandboxCodeTTL               = time.Minute
+	sandboxMaxForm               = 64 << 10
+	// sandboxKeepRotated bounds how many used refresh tokens a grant
+	// remembers for reuse detection.
+	sandboxKeepRotated = 64
+)
+
+// SandboxAccount is a demo account of the sandbox provider.
+type SandboxAccount struct {
+	Sub    string
+	Name   string
+	Email  string
+	Scopes []string // what this account may grant
+}
+
+var sandboxAccounts = []SandboxAccount{
+	{Sub: "sbx-1001-ada", Name: "Ada Lovelace", Email: "ada@sandbox.test", Scopes: []string{ScopeContactsRead, ScopeDealsRead}},
+	{Sub: "sbx-1002-grace", Name: "Grace Hopper", Email: "grace@sandbox.test", Scopes: []string{ScopeContactsRead, ScopeDealsRead}},
+	// Lin Ited models an admin who lost scopes.
+	{Sub: "sbx-1003-limited", Name: "Lin Ited", Email: "limited@sandbox.test", Scopes: []string{ScopeContactsRead}},
+}
+
+// SandboxAccounts lists the sandbox's demo accounts.
+func SandboxAccounts() []SandboxAccount {
+	out := make([]SandboxAccount, len(sandboxAccounts))
+	for i, a := range sandboxAccounts {
+		a.Scopes = slices.Clone(a.Scopes)
+		out[i] = a
+	}
+	return out
+}
+
+func sandboxAccount(email string) *SandboxAccount {
+	for i := range sandboxAccounts {
+		if strings.EqualFold(sandboxAccounts[i].Email, email) {
+			return &sandboxAccounts[i]
+		}
+	}
+	return nil
+}
+
+// SandboxProvider returns the catalogue entry for a sandbox served at
+// baseURL (e.g. http://127.0.0.1:8080/sandbox).
+func SandboxProvider(baseURL, clientID, secret string) ProviderConfig {
+	base := strings.TrimRight(baseURL, "/")
+	return ProviderConfig{
+		ID:           "sandbox",
+		Name:         "Sandbox CRM",
+		Category:     switchboard.CategoryCRM,
+		ClientID:     clientID,
+		ClientSecret: secret,
+		AuthURL:      base + "/authorize",
+		TokenURL:     base + "/token",
+		RevokeURL:    base + "/revoke",
+		UserinfoURL:  base + "/userinfo",
+		Identity:     IdentityFields{ID: "sub", Name: "name", Email: "email"},
+		Scopes:       []string{ScopeContactsRead, ScopeDealsRead},
+		AuthStyle:    AuthStyleHeader,
+		SettingDefinitions: []switchboard.SettingDefinition{
+			{Key: "sync_interval_minutes", Label: "Sync interval (minutes)", Type: switchboard.SettingInteger, Default: "15", Min: 5, Max: 1440},
+			{Key: "sync_deals", Label: "Sync deals", Type: switchboard.SettingBoolean, Default: "true"},
+			{Key: "pipeline", Label: "Pipeline", Type: switchboard.SettingEnum, Options: []string{"sales", "renewals", "all"}, Default: "sales"},
+		},
+	}
+}
+
+// SandboxConfig configures a Sandbox.
+type SandboxConfig struct {
+	// BaseURL is where the sandbox is served, without a trailing slash
+	// (e.g. http://127.0.0.1:8080/sandbox). Its path is the prefix the
+	// handler strips, so it may be mounted with or without
+	// http.StripPrefix.
+	BaseURL      string
+	ClientID     string
+	ClientSecret string
+	// RedirectURIs are the registered redirect URIs, matched exactly.
+	RedirectURIs []string
+	// AccessTokenTTL defaults to DefaultSandboxAccessTokenTTL.
+	AccessTokenTTL time.Duration
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Sandbox is a small OAuth 2.0 authorization server with demo accounts:
+// authorization code with PKCE S256 (required), rotating refresh tokens
+// with reuse detection, RFC 7009 revocation and a userinfo endpoint, plus a
+// console page to revoke grants and expire tokens, and fault injection for
+// tests. Everything lives in memory. It is safe for concurrent use.
+//
+// Paths below BaseURL: GET/POST /authorize, POST /token, POST /revoke,
+// GET /userinfo, GET / (console), POST /console/revoke, POST
+// /console/expire.
+type Sandbox struct {
+	cfg      SandboxConfig
+	basePath string
+	origin   string
+
+	mu     sync.Mutex
+	codes  map[string]*sbxCode    // by token hash
+	grants map[string]*sbxGrant   // by grant id
+	access map[string]*sbxAccess  // by token hash
+	rtoks  map[string]*sbxRefresh // by token hash
+	faults map[string]*sbxFault
+	calls  map[string]int
+	hold   chan struct{}
+	seq    int
+}
+
+type sbxCode struct {
+	account     *SandboxAccount
+	scopes      []string
+	redirectURI string
+	challenge   string
+	expires     time.Time
+	used        bool
+	grantID     string // set once exchanged
+}
+
+type sbxGrant struct {
+	id        string
+	account   *SandboxAccount
+	scopes    []string
+	created   time.Time
+	refreshes int
+	access    []string // token hashes
+	rtoks     []string // token hashes, oldest first; the last is current
+}
+
+type sbxAccess struct {
+	grantID string
+	scopes  []string
+	expires time.Time
+}
+
+type sbxRefresh struct {
+	grantID string
+	used    bool
+}
+
+type sbxFault struct {
+	status int
+	times  int
+}
+
+// SandboxGrant describes an active grant, for the console and tests.
+type SandboxGrant struct {
+	ID           string
+	Email        string
+	Name         string
+	Scopes       []string
+	CreatedAt    time.Time
+	Refreshes    int
+	AccessExpiry time.Time // latest expiry of its access tokens; zero if none is live
+}
+
+var sandboxEndpoints = []string{"authorize", "token", "revoke", "userinfo"}
+
+// NewSandbox builds a sandbox.
+func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if err := checkURL(cfg.BaseURL); err != nil {
+		return nil, fmt.Errorf("oauthflow: sandbox base URL: %w", err)
+	}
+	if cfg.ClientID == "" || cfg.ClientSecret == "" {
+		return nil, fmt.Errorf("oauthflow: sandbox needs a client id and secret")
+	}
+	if len(cfg.RedirectURIs) == 0 {
+		return nil, fmt.Errorf("oauthflow: sandbox needs at least one redirect URI")
+	}
+	for _, u := range cfg.RedirectURIs {
+		if err := checkURL(u); err != nil {
+			return nil, fmt.Errorf("oauthflow: sandbox redirect URI: %w", err)
+		}
+	}
+	cfg.RedirectURIs = slices.Clone(cfg.RedirectURIs)
+	if cfg.AccessTokenTTL <= 0 {
+		cfg.AccessTokenTTL = DefaultSandboxAccessTokenTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	u, _ := url.Parse(cfg.BaseURL)
+	return &Sandbox{
+		cfg:      cfg,
+		basePath: strings.TrimRight(u.Path, "/"),
+		origin:   u.Scheme + "://" + u.Host,
+		codes:    map[string]*sbxCode{},
+		grants:   map[string]*sbxGrant{},
+		access:   map[string]*sbxAccess{},
+		rtoks:    map[string]*sbxRefresh{},
+		faults:   map[string]*sbxFault{},
+		calls:    map[string]int{},
+	}, nil
+}
+
+// Provider returns the catalogue entry for this sandbox.
+func (s *Sandbox) Provider() ProviderConfig {
+	return SandboxProvider(s.cfg.BaseURL, s.cfg.ClientID, s.cfg.ClientSecret)
+}
+
+func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	if p == s.basePath || (s.basePath != "" && strings.HasPrefix(p, s.basePath+"/")) {
+		p = strings.TrimPrefix(p, s.basePath)
+	}
+	if p == "" {
+		p = "/"
+	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	switch p {
+	case "/authorize":
+		if !s.count(w, "authorize") {
+			return
+		}
+		s.authorize(w, r)
+	case "/token":
+		if !s.count(w, "token") {
+			return
+		}
+		s.token(w, r)
+	case "/revoke":
+		if !s.count(w, "revoke") {
+			return
+		}
+		s.revoke(w, r)
+	case "/userinfo":
+		if !s.count(w, "userinfo") {
+			return
+		}
+		s.userinfo(w, r)
+	case "/":
+		s.console(w, r)
+	case "/console/revoke", "/console/expire":
+		s.consoleAction(w, r, strings.TrimPrefix(p, "/console/"))
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// count records a call and answers an injected fault, returning false when
+// it did.
+func (s *Sandbox) count(w http.ResponseWriter, endpoint string) bool {
+	s.mu.Lock()
+	s.calls[endpoint]++
+	f := s.faults[endpoint]
+	status := 0
+	if f != nil && f.times > 0 {
+		f.times--
+		status = f.status
+	}
+	s.mu.Unlock()
+	if status == 0 {
+		return true
+	}
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	code := "temporarily_unavailable"
+	if status < 500 && status != http.StatusTooManyRequests {
+		code = "invalid_request"
+	}
+	writeOAuthError(w, status, code, "injected fault")
+	return false
+}
+
+// InjectFault makes the next times requests to endpoint ("authorize",
+// "token", "revoke" or "userinfo") answer status with an OAuth error body.
+// It replaces an earlier fault for that endpoint; times 0 clears it.
+func (s *Sandbox) InjectFault(endpoint string, status, times int) {
+	if !slices.Contains(sandboxEndpoints, endpoint) {
+		panic(fmt.Sprintf("oauthflow: sandbox has no endpoint %q", endpoint))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults[endpoint] = &sbxFault{status: status, times: times}
+}
+
+// HoldRevocations makes revocation requests wait (after being counted)
+// until release is called or the request's context ends; a request whose
+// context ends first revokes nothing. release may be called more than once.
+func (s *Sandbox) HoldRevocations() (release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hold == nil {
+		s.hold = make(chan struct{})
+	}
+	ch := s.hold
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.hold == ch {
+				s.hold = nil
+			}
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// Calls returns how many requests endpoint has received, faults included.
+func (s *Sandbox) Calls(endpoint string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[endpoint]
+}
+
+// Grants lists the active grants, oldest first.
+func (s *Sandbox) Grants() []SandboxGrant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	out := make([]SandboxGrant, 0, len(s.grants))
+	for _, g := range s.grants {
+		sg := SandboxGrant{ID: g.id, Email: g.account.Email, Name: g.account.Name, Scopes: slices.Clone(g.scopes), CreatedAt: g.created, Refreshes: g.refreshes}
+		for _, h := range g.access {
+			if a := s.access[h]; a != nil && a.expires.After(now) && a.expires.After(sg.AccessExpiry) {
+				sg.AccessExpiry = a.expires
+			}
+		}
+		out = append(out, sg)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
+			return out[i].CreatedAt.Before(out[j].CreatedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// RevokeAccount revokes every grant of the account with that email, as an
+// admin revoking the app at the provider would, and returns how many.
+func (s *Sandbox) RevokeAccount(email string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, g := range s.grants {
+		if strings.EqualFold(g.account.Email, email) {
+			s.revokeGrantLocked(id)
+			n++
+		}
+	}
+	return n
+}
+
+// ExpireAccessTokens makes every access token of the account's grants
+// expire now; refresh tokens keep working. It returns how many grants were
+// touched.
+func (s *Sandbox) ExpireAccessTokens(email string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, g := range s.grants {
+		if strings.EqualFold(g.account.Email, email) {
+			s.expireGrantLocked(id)
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Sandbox) expireGrantLocked(id string) {
+	g := s.grants[id]
+	if g == nil {
+		return
+	}
+	for _, h := range g.access {
+		delete(s.access, h)
+	}
+	g.access = nil
+}
+
+func (s *Sandbox) revokeGrantLocked(id string) {
+	g := s.grants[id]
+	if g == nil {
+		return
+	}
+	for _, h := range g.access {
+		delete(s.access, h)
+	}
+	for _, h := range g.rtoks {
+		delete(s.rtoks, h)
+	}
+	delete(s.grants, id)
+}
+
+// sweepLocked drops expired codes and access tokens.
+func (s *Sandbox) sweepLocked(now time.Time) {
+	for h, c := range s.codes {
+		if now.After(c.expires) {
+			delete(s.codes, h)
+		}
+	}
+	for h, a := range s.access {
+		if now.After(a.expires) {
+			delete(s.access, h)
+			if g := s.grants[a.grantID]; g != nil {
+				g.access = slices.DeleteFunc(g.access, func(x string) bool { return x == h })
+			}
+		}
+	}
+}
+
+// ---- /authorize
+
+type authzRequest struct {
+	clientID, redirectURI, responseType, state, challenge, method, loginHint string
+	scopes                                                                   []string
+}
+
+func (s *Sandbox) authorize(w http.ResponseWriter, r *http.Request) {
+	var v url.Values
+	switch r.Method {
+	case http.MethodGet:
+		v = r.URL.Query()
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(w, r.Body, sandboxMaxForm)
+		if err := r.ParseForm(); err != nil {
+			s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
+			return
+		}
+		v = r.PostForm
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		s.errorPage(w, http.StatusMethodNotAllowed, "Use GET or POST.")
+		return
+	}
+	req := authzRequest{
+		clientID: v.Get("client_id"), redirectURI: v.Get("redirect_uri"), responseType: v.Get("response_type"),
+		state: v.Get("state"), challenge: v.Get("code_challenge"), method: v.Get("code_challenge_method"),
+		loginHint: v.Get("login_hint"), scopes: strings.Fields(v.Get("scope")),
+	}
+	// Until client and redirect URI check out, never redirect anywhere.
+	if subtle.ConstantTimeCompare([]byte(req.clientID), []byte(s.cfg.ClientID)) != 1 {
+		s.errorPage(w, http.StatusBadRequest, "Unknown client_id. The application asking for access is not registered with the sandbox.")
+		return
+	}
+	if !slices.Contains(s.cfg.RedirectURIs, req.redirectURI) {
+		s.errorPage(w, http.StatusBadRequest, "The redirect_uri is not registered for this client, so the sandbox will not send you there.")
+		return
+	}
+	fail := func(code, desc string) {
+		s.redirect(w, r, req.redirectURI, url.Values{"error": {code}, "error_description": {desc}, "state": {req.state}})
+	}
+	switch {
+	case req.responseType != "code":
+		fail("unsupported_response_type", "only response_type=code is supported")
+		return
+	case req.state == "":
+		fail("invalid_request", "state is required")
+		return
+	case req.challenge == "" || req.method != "S256":
+		fail("invalid_request", "PKCE is required: send code_challenge with code_challenge_method=S256")
+		return
+	case len(req.challenge) < 43 || len(req.challenge) > 128:
+		fail("invalid_request", "code_challenge must be 43 to 128 characters")
+		return
+	}
+	if len(req.scopes) == 0 {
+		req.scopes = []string{ScopeContactsRead, ScopeDealsRead}
+	}
+	for _, sc := range req.scopes {
+		if sc != ScopeContactsRead && sc != ScopeDealsRead {
+			fail("invalid_scope", fmt.Sprintf("unknown scope %q", sc))
+			return
+		}
+	}
+
+	var acct *SandboxAccount
+	if r.Method == http.MethodPost {
+		if v.Get("deny") != "" {
+			fail("access_denied", "the user denied access")
+			return
+		}
+		if acct = sandboxAccount(v.Get("account")); acct == nil {
+			s.errorPage(w, http.StatusBadRequest, "Pick one of the demo accounts.")
+			return
+		}
+	} else if req.loginHint != "" {
+		acct = sandboxAccount(req.loginHint)
+	}
+	if acct == nil {
+		s.chooser(w, req, v)
+		return
+	}
+
+	granted := []string{}
+	for _, sc := range req.scopes {
+		if slices.Contains(acct.Scopes, sc) && !slices.Contains(granted, sc) {
+			granted = append(granted, sc)
+		}
+	}
+	code := newToken()
+	s.mu.Lock()
+	s.codes[hashToken(code)] = &sbxCode{
+		account: acct, scopes: granted, redirectURI: req.redirectURI,
+		challenge: req.challenge, expires: s.cfg.Now().Add(sandboxCodeTTL),
+	}
+	s.mu.Unlock()
+	s.redirect(w, r, req.redirectURI, url.Values{"code": {code}, "state": {req.state}})
+}
+
+func (s *Sandbox) redirect(w http.ResponseWriter, r *http.Request, redirectURI string, params url.Values) {
+	u, _ := url.Parse(redirectURI) // registered URIs were checked in NewSandbox
+	q := u.Query()
+	for k, vs := range params {
+		if len(vs) > 0 && vs[0] != "" {
+			q.Set(k, vs[0])
+		}
+	}
+	u.RawQuery = q.Encode()
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// ---- /token
+
+func (s *Sandbox) token(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+		return
+	}
+	form, ok := s.readForm(w, r)
+	if !ok {
+		return
+	}
+	if !s.authenticateClient(w, r, form) {
+		return
+	}
+	switch form.Get("grant_type") {
+	case "authorization_code":
+		s.tokenFromCode(w, form)
+	case "refresh_token":
+		s.tokenFromRefresh(w, form)
+	case "":
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
+	default:
+		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "only authorization_code and refresh_token are supported")
+	}
+}
+
+func (s *Sandbox) readForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, sandboxMaxForm)
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the form body could not be read")
+		return nil, false
+	}
+	return r.PostForm, true
+}
+
+// authenticateClient accepts HTTP Basic (RFC 6749 §2.3.1, form-encoded
+// credentials) or client_id and client_secret in the body, not both.
+func (s *Sandbox) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) bool {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		if form.Get("client_secret") != "" {
+			writeOAuthError(w, http.StatusBadRequest, "invalid_request", "use one client authentication method, not two")
+			return false
+		}
+		var err1, err2 error
+		id, err1 = url.QueryUnescape(id)
+		secret, err2 = url.QueryUnescape(secret)
+		if err1 != nil || err2 != nil {
+			id, secret = "", ""
+		}
+	} else {
+		id, secret = form.Get("client_id"), form.Get("client_secret")
+	}
+	okID := subtle.ConstantTimeCompare([]byte(id), []byte(s.cfg.ClientID)) == 1
+	okSecret := subtle.ConstantTimeCompare([]byte(secret), []byte(s.cfg.ClientSecret)) == 1
+	if !okID || !okSecret {
+		w.Header().Set("WWW-Authenticate", `Basic realm="sandbox"`)
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		return false
+	}
+	return true
+}
+
+func (s *Sandbox) tokenFromCode(w http.ResponseWriter, form url.Values) {
+	code, verifier, redirectURI := form.Get("code"), form.Get("code_verifier"), form.Get("redirect_uri")
+	if code == "" || verifier == "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "code and code_verifier are required")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	s.sweepLocked(now)
+	c := s.codes[hashToken(code)]
+	switch {
+	case c == nil || now.After(c.expires):
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the authorization code is unknown or expired")
+		return
+	case c.used:
+		// RFC 6749 §4.1.2: a replayed code revokes what it issued.
+		s.revokeGrantLocked(c.grantID)
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the authorization code was already used; its grant has been revoked")
+		return
+	}
+	// One attempt per code, successful or not.
+	c.used = true
+	if redirectURI != c.redirectURI {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "redirect_uri does not match the authorization request")
+		return
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.challenge)) != 1 {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "code_verifier does not match the code_challenge")
+		return
+	}
+	s.seq++
+	g := &sbxGrant{id: fmt.Sprintf("g%d", s.seq), account: c.account, scopes: c.scopes, created: now}
+	s.grants[g.id] = g
+	c.grantID = g.id
+	s.issueLocked(w, g, g.scopes, now)
+}
+
+func (s *Sandbox) tokenFromRefresh(w http.ResponseWriter, form url.Values) {
+	rt := form.Get("refresh_token")
+	if rt == "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	s.sweepLocked(now)
+	rec := s.rtoks[hashToken(rt)]
+	if rec == nil || s.grants[rec.grantID] == nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is unknown or revoked")
+		return
+	}
+	if rec.used {
+		// Reuse of a rotated token: someone else may hold it, so the
+		// whole grant goes.
+		s.revokeGrantLocked(rec.grantID)
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token was already used; the grant has been revoked")
+		return
+	}
+	g := s.grants[rec.grantID]
+	scopes := g.scopes
+	if sc := strings.Fields(form.Get("scope")); len(sc) > 0 {
+		for _, x := range sc {
+			if !slices.Contains(g.scopes, x) {
+				writeOAuthError(w, http.StatusBadRequest, "invalid_scope", fmt.Sprintf("scope %q was not granted", x))
+				return
+			}
+		}
+		scopes = sc
+	}
+	rec.used = true
+	g.refreshes++
+	s.issueLocked(w, g, scopes, now)
+}
+
+// issueLocked mints an access token and a new refresh token for g and
+// writes the token response.
+func (s *Sandbox) issueLocked(w http.ResponseWriter, g *sbxGrant, scopes []string, now time.Time) {
+	at, rt := newToken(), newToken()
+	ah, rh := hashToken(at), hashToken(rt)
+	s.access[ah] = &sbxAccess{grantID: g.id, scopes: scopes, expires: now.Add(s.cfg.AccessTokenTTL)}
+	g.access = append(g.access, ah)
+	s.rtoks[rh] = &sbxRefresh{grantID: g.id}
+	g.rtoks = append(g.rtoks, rh)
+	if len(g.rtoks) > sandboxKeepRotated {
+		delete(s.rtoks, g.rtoks[0])
+		g.rtoks = g.rtoks[1:]
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"access_token":  at,
+		"token_type":    "Bearer",
+		"expires_in":    int(s.cfg.AccessTokenTTL / time.Second),
+		"refresh_token": rt,
+		"scope":         strings.Join(scopes, " "),
+	})
+}
+
+// ---- /revoke
+
+func (s *Sandbox) revoke(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+		return
+	}
+	form, ok := s.readForm(w, r)
+	if !ok {
+		return
+	}
+	if !s.authenticateClient(w, r, form) {
+		return
+	}
+	tok := form.Get("token")
+	if tok == "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "token is required")
+		return
+	}
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	h := hashToken(tok)
+	s.mu.Lock()
+	// token_type_hint only speeds up a lookup; both kinds are checked.
+	if rec := s.rtoks[h]; rec != nil {
+		s.revokeGrantLocked(rec.grantID)
+	} else if a := s.access[h]; a != nil {
+		s.revokeGrantLocked(a.grantID)
+	}
+	s.mu.Unlock()
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+}
+
+// ---- /userinfo
+
+func (s *Sandbox) userinfo(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
+		return
+	}
+	auth := r.Header.Get("Authorization")
+	scheme, tok, found := strings.Cut(auth, " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sandbox"`)
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_request", "a Bearer access token is required")
+		return
+	}
+	s.mu.Lock()
+	a := s.access[hashToken(strings.TrimSpace(tok))]
+	var acct *SandboxAccount
+	if a != nil && s.cfg.Now().Before(a.expires) {
+		if g := s.grants[a.grantID]; g != nil {
+			acct = g.account
+		}
+	}
+	s.mu.Unlock()
+	if acct == nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sandbox", error="invalid_token", error_description="the access token is invalid, expired or revoked"`)
+		writeOAuthError(w, http.StatusUnauthorized, "invalid_token", "the access token is invalid, expired or revoked")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]string{"sub": acct.Sub, "name": acct.Name, "email": acct.Email})
+}
+
+// ---- console
+
+func (s *Sandbox) consoleAction(w http.ResponseWriter, r *http.Request, action string) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		s.errorPage(w, http.StatusMethodNotAllowed, "Use the buttons on the sandbox console.")
+		return
+	}
+	// The console's forms post from its own origin; refuse cross-site posts.
+	if o := r.Header.Get("Origin"); o != "" && o != s.origin {
+		s.errorPage(w, http.StatusForbidden, "Cross-site requests to the sandbox console are refused.")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, sandboxMaxForm)
+	if err := r.ParseForm(); err != nil {
+		s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	id := r.PostForm.Get("grant")
+	s.mu.Lock()
+	if action == "revoke" {
+		s.revokeGrantLocked(id)
+	} else {
+		s.expireGrantLocked(id)
+	}
+	s.mu.Unlock()
+	http.Redirect(w, r, s.basePath+"/", http.StatusSeeOther)
+}
+
+// ---- helpers
+
+func newToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// hashToken keys the maps, so a memory dump or a timing probe of a map
+// lookup reveals no usable token.
+func hashToken(t string) string {
+	sum := sha256.Sum256([]byte(t))
+	return string(sum[:])
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeOAuthError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
