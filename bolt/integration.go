@@ -1,0 +1,325 @@
+package bolt
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/bont/switchboard/switchboard"
+	"go.etcd.io/bbolt"
+)
+
+// FindIntegrationByID returns ENOTFOUND if the integration does not exist in
+// that workspace.
+func (s *Store) FindIntegrationByID(ctx context.Context, workspaceID, id string) (*switchboard.Integration, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var in *switchboard.Integration
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		in, err = loadIntegration(wsBucket(tx, workspaceID), id)
+		if err == nil && in == nil {
+			err = notFoundIntegration(id)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "find integration %s/%s", workspaceID, id)
+	}
+	return in, nil
+}
+
+// FindIntegrationByProvider finds the integration for a provider and owner
+// (empty owner: the workspace's), or ENOTFOUND.
+func (s *Store) FindIntegrationByProvider(ctx context.Context, workspaceID, providerID, ownerUserID string) (*switchboard.Integration, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var in *switchboard.Integration
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		ws := wsBucket(tx, workspaceID)
+		var id []byte
+		if idx := sub(ws, bByProvider); idx != nil {
+			id = idx.Get(providerKey(providerID, ownerUserID))
+		}
+		if id == nil {
+			return switchboard.Errorf(switchboard.ENOTFOUND, "No %s integration found.", providerID)
+		}
+		var err error
+		in, err = loadIntegration(ws, string(id))
+		if err == nil && in == nil {
+			err = notFoundIntegration(string(id))
+		}
+		return err
+	})
+	if err != nil {
+		return nil, wrap(err, "find integration %s/%s/%s", workspaceID, providerID, ownerUserID)
+	}
+	return in, nil
+}
+
+// FindIntegrations lists a workspace's integrations that match f, ordered
+// by ID. An unknown workspace has none.
+func (s *Store) FindIntegrations(ctx context.Context, workspaceID string, f switchboard.IntegrationFilter) ([]*switchboard.Integration, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	out := []*switchboard.Integration{}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		b := sub(wsBucket(tx, workspaceID), bIntegrations)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			in := new(switchboard.Integration)
+			if err := json.Unmarshal(v, in); err != nil {
+				return fmt.Errorf("decode integration %q: %w", k, err)
+			}
+			if f.Match(in) {
+				out = append(out, in)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, wrap(err, "find integrations %s", workspaceID)
+	}
+	return out, nil
+}
+
+// Commit applies c in one transaction and returns the committed event once
+// it is durable. See switchboard.Change for the contract. When c.Teardown is
+// set, its ID holds the job's assigned ID after a successful commit.
+//
+// Transactions go through bbolt's Batch, which may run the transaction
+// function (and so c.Apply) more than once; only the last run's results are
+// kept and only a successful commit's changes persist.
+func (s *Store) Commit(ctx context.Context, c switchboard.Change) (*switchboard.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if c.WorkspaceID == "" || c.IntegrationID == "" {
+		return nil, switchboard.Errorf(switchboard.EINVALID, "Workspace and integration IDs are required.")
+	}
+	if c.Apply == nil {
+		return nil, wrap(errNoApply, "commit %s/%s", c.WorkspaceID, c.IntegrationID)
+	}
+	var (
+		ev    *switchboard.Event
+		jobID uint64
+	)
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		ev, jobID = nil, 0
+		e, id, err := s.commit(tx, c)
+		if err != nil {
+			return err
+		}
+		ev, jobID = e, id
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "commit %s/%s", c.WorkspaceID, c.IntegrationID)
+	}
+	if jobID != 0 {
+		c.Teardown.ID = jobID
+	}
+	return ev, nil
+}
+
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+const errNoApply = constError("Change.Apply is nil")
+
+// commit is one run of Commit's transaction. It must not change anything
+// outside tx: Batch may run it again or roll it back.
+func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, uint64, error) {
+	now := s.now()
+	ws, err := createWSBucket(tx, c.WorkspaceID)
+	if err != nil {
+		return nil, 0, err
+	}
+	cur, err := loadIntegration(ws, c.IntegrationID)
+	if err != nil {
+		return nil, 0, err
+	}
+	if cur == nil && !c.Create {
+		return nil, 0, notFoundIntegration(c.IntegrationID)
+	}
+	var curRev uint64
+	if cur != nil {
+		curRev = cur.Revision
+	}
+	if c.ExpectedRevision != 0 && c.ExpectedRevision != curRev {
+		return nil, 0, switchboard.Errorf(switchboard.ECONFLICT,
+			"Integration %s has changed: expected revision %d, current revision %d. Reload it and try again.",
+			c.IntegrationID, c.ExpectedRevision, curRev)
+	}
+
+	next, kind, err := c.Apply(cur.Clone())
+	if err != nil {
+		return nil, 0, applyError{err}
+	}
+	if next == nil {
+		return nil, 0, nil
+	}
+	// Own the value we stamp and store, in case Apply returned one it
+	// keeps elsewhere.
+	next = next.Clone()
+	if next.ID == "" {
+		next.ID = c.IntegrationID
+	}
+	if next.WorkspaceID == "" {
+		next.WorkspaceID = c.WorkspaceID
+	}
+	if next.ID != c.IntegrationID || next.WorkspaceID != c.WorkspaceID {
+		return nil, 0, constError("Apply returned an integration with another ID or workspace")
+	}
+
+	at := c.At
+	if at.IsZero() {
+		at = now
+	}
+	at = at.UTC()
+
+	meta := tx.Bucket(bMeta)
+	rev := u64(meta.Get(kRevision)) + 1
+	if err := meta.Put(kRevision, u64bytes(rev)); err != nil {
+		return nil, 0, err
+	}
+	next.Revision = rev
+	next.UpdatedAt = at
+	if cur == nil {
+		next.CreatedAt = at
+	} else {
+		next.CreatedAt = cur.CreatedAt
+	}
+
+	// The (provider, owner) index: one integration per provider and owner.
+	idx := ws.Bucket(bByProvider)
+	key := providerKey(next.ProviderID, next.OwnerUserID)
+	if cur != nil {
+		if old := providerKey(cur.ProviderID, cur.OwnerUserID); string(old) != string(key) && string(idx.Get(old)) == cur.ID {
+			if err := idx.Delete(old); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	if other := idx.Get(key); other != nil && string(other) != next.ID {
+		owner := "the workspace"
+		if next.OwnerUserID != "" {
+			owner = "user " + next.OwnerUserID
+		}
+		return nil, 0, switchboard.Errorf(switchboard.ECONFLICT,
+			"%s already has a %s integration (%s).", owner, next.ProviderID, other)
+	}
+	if err := idx.Put(key, []byte(next.ID)); err != nil {
+		return nil, 0, err
+	}
+	if err := putJSON(ws.Bucket(bIntegrations), []byte(next.ID), next); err != nil {
+		return nil, 0, err
+	}
+
+	ev := &switchboard.Event{
+		Revision:    rev,
+		At:          at,
+		WorkspaceID: c.WorkspaceID,
+		Kind:        kind,
+		Integration: next,
+	}
+	if cur != nil {
+		st := cur.Status
+		ev.PreviousStatus = &st
+	}
+	if err := putJSON(ws.Bucket(bChangelog), u64bytes(rev), ev); err != nil {
+		return nil, 0, err
+	}
+	if err := ws.Put(kChangelogCount, u64bytes(u64(ws.Get(kChangelogCount))+1)); err != nil {
+		return nil, 0, err
+	}
+
+	if c.Tokens != nil {
+		gen, ok := next.CurrentGeneration()
+		if !ok {
+			return nil, 0, switchboard.Errorf(switchboard.ECONFLICT,
+				"Integration %s has no current generation (status %s); credentials cannot be stored.", next.ID, next.Status)
+		}
+		if err := s.putTokens(ws, c.WorkspaceID, next.ID, gen, c.Tokens); err != nil {
+			return nil, 0, err
+		}
+	}
+
+	var jobID uint64
+	if c.Teardown != nil {
+		job := *c.Teardown
+		tb := tx.Bucket(bTeardown)
+		if job.ID, err = tb.NextSequence(); err != nil {
+			return nil, 0, err
+		}
+		if job.WorkspaceID == "" {
+			job.WorkspaceID = c.WorkspaceID
+		}
+		if job.IntegrationID == "" {
+			job.IntegrationID = c.IntegrationID
+		}
+		if job.CreatedAt.IsZero() {
+			job.CreatedAt = at
+		}
+		if job.NextAttemptAt.IsZero() {
+			job.NextAttemptAt = at
+		}
+		job.CreatedAt, job.NextAttemptAt = job.CreatedAt.UTC(), job.NextAttemptAt.UTC()
+		if err := putJSON(tb, u64bytes(job.ID), &job); err != nil {
+			return nil, 0, err
+		}
+		jobID = job.ID
+	}
+
+	if err := s.retain(ws, now, rev); err != nil {
+		return nil, 0, err
+	}
+	return ev, jobID, nil
+}
+
+// loadIntegration returns nil, nil when the integration does not exist.
+func loadIntegration(ws *bbolt.Bucket, id string) (*switchboard.Integration, error) {
+	b := sub(ws, bIntegrations)
+	if b == nil || id == "" {
+		return nil, nil
+	}
+	var in switchboard.Integration
+	if ok, err := getJSON(b, []byte(id), &in); !ok || err != nil {
+		return nil, err
+	}
+	return &in, nil
+}
+
+func notFoundIntegration(id string) error {
+	return switchboard.Errorf(switchboard.ENOTFOUND, "Integration %s not found.", id)
+}
+
+func providerKey(providerID, ownerUserID string) []byte {
+	return []byte(providerID + "\x00" + ownerUserID)
+}
+
+// tokenKey is <integration id>\x00<generation>.
+func tokenKey(integrationID string, generation uint64) []byte {
+	return append([]byte(integrationID+"\x00"), u64bytes(generation)...)
+}
+
+// tokenAD binds sealed credentials to workspace, integration and generation.
+func tokenAD(workspaceID, integrationID string, generation uint64) []byte {
+	return []byte(workspaceID + "\x00" + integrationID + "\x00" + strconv.FormatUint(generation, 10))
+}
+
+// utc returns t in UTC, keeping the zero time zero.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
+}

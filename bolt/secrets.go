@@ -1,0 +1,213 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"time"
+
+	"github.com/bont/switchboard/switchboard"
+	"go.etcd.io/bbolt"
+)
+
+// FindTokens returns the credentials of one generation, or ENOTFOUND.
+func (s *Store) FindTokens(ctx context.Context, workspaceID, integrationID string, generation uint64) (*switchboard.TokenSet, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var sealed []byte
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if b := sub(wsBucket(tx, workspaceID), bTokens); b != nil {
+			sealed = bytes.Clone(b.Get(tokenKey(integrationID, generation)))
+		}
+		if sealed == nil {
+			return switchboard.Errorf(switchboard.ENOTFOUND,
+				"No credentials for integration %s (generation %d).", integrationID, generation)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "find tokens %s/%s/%d", workspaceID, integrationID, generation)
+	}
+	pt, err := s.keyring.Open(sealed, tokenAD(workspaceID, integrationID, generation))
+	if err != nil {
+		return nil, wrap(err, "find tokens %s/%s/%d", workspaceID, integrationID, generation)
+	}
+	t := new(switchboard.TokenSet)
+	if err := json.Unmarshal(pt, t); err != nil {
+		return nil, wrap(err, "find tokens %s/%s/%d: decode", workspaceID, integrationID, generation)
+	}
+	return t, nil
+}
+
+// PutTokens replaces the credentials of a generation; it fails with
+// ECONFLICT unless generation is the integration's current generation, and
+// ENOTFOUND if the integration does not exist.
+func (s *Store) PutTokens(ctx context.Context, workspaceID, integrationID string, generation uint64, t *switchboard.TokenSet) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if t == nil {
+		return wrap(constError("nil TokenSet"), "put tokens %s/%s/%d", workspaceID, integrationID, generation)
+	}
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		ws := wsBucket(tx, workspaceID)
+		in, err := loadIntegration(ws, integrationID)
+		if err != nil {
+			return err
+		}
+		if in == nil {
+			return notFoundIntegration(integrationID)
+		}
+		cur, ok := in.CurrentGeneration()
+		if !ok || cur != generation {
+			return switchboard.Errorf(switchboard.ECONFLICT,
+				"Generation %d of integration %s is not current (current generation %d, status %s); its credentials cannot be written.",
+				generation, integrationID, cur, in.Status)
+		}
+		return s.putTokens(ws, workspaceID, integrationID, generation, t)
+	})
+	return wrap(err, "put tokens %s/%s/%d", workspaceID, integrationID, generation)
+}
+
+func (s *Store) putTokens(ws *bbolt.Bucket, workspaceID, integrationID string, generation uint64, t *switchboard.TokenSet) error {
+	pt, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	sealed, err := s.keyring.Seal(pt, tokenAD(workspaceID, integrationID, generation))
+	clear(pt)
+	if err != nil {
+		return err
+	}
+	return ws.Bucket(bTokens).Put(tokenKey(integrationID, generation), sealed)
+}
+
+// authStateTTL is the lifetime PutAuthState gives a state without ExpiresAt.
+const authStateTTL = 10 * time.Minute
+
+func authStateKey(state string) []byte {
+	h := sha256.Sum256([]byte(state))
+	return h[:]
+}
+
+// authStateAD binds a sealed state to its state parameter and to the clear
+// expiry prefix stored in front of it.
+func authStateAD(state string, expiry []byte) []byte {
+	return append([]byte("auth_state\x00"+state+"\x00"), expiry...)
+}
+
+// PutAuthState stores a pending authorization under the SHA-256 of its
+// state, sealed, so the PKCE verifier is never stored in clear. A zero
+// CreatedAt becomes now and a zero ExpiresAt CreatedAt + 10 minutes. A
+// state already pending fails with ECONFLICT.
+func (s *Store) PutAuthState(ctx context.Context, st *switchboard.AuthState) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if st == nil || st.State == "" {
+		return switchboard.Errorf(switchboard.EINVALID, "An authorization state is required.")
+	}
+	c := *st
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = s.now()
+	}
+	if c.ExpiresAt.IsZero() {
+		c.ExpiresAt = c.CreatedAt.Add(authStateTTL)
+	}
+	c.CreatedAt, c.ExpiresAt = c.CreatedAt.UTC(), c.ExpiresAt.UTC()
+	pt, err := json.Marshal(&c)
+	if err != nil {
+		return wrap(err, "put auth state")
+	}
+	expiry := u64bytes(uint64(c.ExpiresAt.UnixNano()))
+	sealed, err := s.keyring.Seal(pt, authStateAD(c.State, expiry))
+	clear(pt)
+	if err != nil {
+		return wrap(err, "put auth state")
+	}
+	key := authStateKey(c.State)
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bAuthStates)
+		if b.Get(key) != nil {
+			return switchboard.Errorf(switchboard.ECONFLICT, "Authorization state already pending.")
+		}
+		return b.Put(key, append(expiry, sealed...))
+	})
+	return wrap(err, "put auth state")
+}
+
+// TakeAuthState returns and deletes the pending authorization in one
+// transaction. Unknown or already used states return ENOTFOUND; expired ones
+// are returned (and deleted) for the caller to report.
+func (s *Store) TakeAuthState(ctx context.Context, state string) (*switchboard.AuthState, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out *switchboard.AuthState
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		out = nil
+		b := tx.Bucket(bAuthStates)
+		key := authStateKey(state)
+		v := b.Get(key)
+		if len(v) < 8 {
+			return switchboard.Errorf(switchboard.ENOTFOUND,
+				"This authorization is unknown or was already used. Start connecting again.")
+		}
+		pt, err := s.keyring.Open(v[8:], authStateAD(state, v[:8]))
+		if err != nil {
+			return err
+		}
+		st := new(switchboard.AuthState)
+		err = json.Unmarshal(pt, st)
+		clear(pt)
+		if err != nil {
+			return err
+		}
+		if err := b.Delete(key); err != nil {
+			return err
+		}
+		out = st
+		return nil
+	})
+	if err != nil {
+		return nil, wrap(err, "take auth state")
+	}
+	return out, nil
+}
+
+// DeleteExpiredAuthStates removes states that expired before now and
+// returns how many. It reads only the clear expiry prefix.
+func (s *Store) DeleteExpiredAuthStates(ctx context.Context, now time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	cutoff := now.UnixNano()
+	var n int
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		n = 0
+		b := tx.Bucket(bAuthStates)
+		var expired [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			if int64(u64(v[:min(8, len(v))])) < cutoff {
+				expired = append(expired, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range expired {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(expired)
+		return nil
+	})
+	if err != nil {
+		return 0, wrap(err, "delete expired auth states")
+	}
+	return n, nil
+}
