@@ -1,0 +1,395 @@
+// Command switchboard is a GraphQL gateway for a SaaS product's third-party
+// integrations: it owns each integration's OAuth connection, keeps its
+// status truthful and pushes every badge change to subscribers.
+//
+//	go run .            # dev mode on 127.0.0.1:8080, data in ./data
+//	go run . -h         # flags
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/bont/switchboard/bolt"
+	"github.com/bont/switchboard/fanout"
+	"github.com/bont/switchboard/gorillaws"
+	"github.com/bont/switchboard/httpapi"
+	"github.com/bont/switchboard/oauthflow"
+	"github.com/bont/switchboard/seal"
+	"github.com/bont/switchboard/switchboard"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	m := NewMain()
+	if err := m.ParseFlags(os.Args[1:]); err == flag.ErrHelp {
+		os.Exit(0)
+	} else if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	if err := m.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "switchboard:", err)
+		m.Close()
+		os.Exit(1)
+	}
+	<-ctx.Done()
+	stop() // a second signal kills at once
+	m.Logger.Info("shutting down")
+	if err := m.Close(); err != nil {
+		fmt.Fprintln(os.Stderr, "switchboard:", err)
+		os.Exit(1)
+	}
+}
+
+// Config is what the flags set.
+type Config struct {
+	Addr      string
+	DataDir   string
+	Dev       bool
+	PublicURL string // default: http://<listen address>
+	// ProvidersFile configures real and custom providers (YAML); empty
+	// lists the built-in providers without credentials.
+	ProvidersFile string
+	// AllowedOrigins may open websockets and be returned to after OAuth,
+	// besides the gateway's own origin.
+	AllowedOrigins  []string
+	ShutdownTimeout time.Duration
+
+	// Tuning; zero means the package's default.
+	ChangelogMaxEvents    int           // per workspace
+	SubscriberQueue       int           // events queued per subscriber before it is cut off
+	WebsocketWriteTimeout time.Duration // a write to a stalled socket fails after this
+}
+
+// Main is the running program: it opens the store, wires the services and
+// serves HTTP. Tests start the same Main on 127.0.0.1:0.
+type Main struct {
+	Config Config
+	Logger *slog.Logger
+	Stdout io.Writer
+
+	// Listener, when set, is served instead of listening on Config.Addr.
+	Listener net.Listener
+
+	// Set by Run.
+	URL       string // the public URL
+	DemoToken string // dev mode only
+
+	store    *bolt.Store
+	broker   *fanout.Broker
+	ws       *gorillaws.Implementation
+	service  *switchboard.Service
+	sandbox  *oauthflow.Sandbox
+	server   *http.Server
+	cancel   context.CancelFunc
+	bg       sync.WaitGroup
+	draining atomic.Bool
+	closed   sync.Once
+}
+
+// NewMain returns a Main with the defaults of `go run .`.
+func NewMain() *Main {
+	return &Main{
+		Config: Config{
+			Addr:            "127.0.0.1:8080",
+			DataDir:         "data",
+			ProvidersFile:   os.Getenv("SWITCHBOARD_PROVIDERS"),
+			Dev:             true,
+			ShutdownTimeout: 15 * time.Second,
+		},
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		Stdout: os.Stdout,
+	}
+}
+
+// ParseFlags sets Config from command-line arguments.
+func (m *Main) ParseFlags(args []string) error {
+	fs := flag.NewFlagSet("switchboard", flag.ContinueOnError)
+	fs.StringVar(&m.Config.Addr, "addr", m.Config.Addr, "listen address")
+	fs.StringVar(&m.Config.DataDir, "data", m.Config.DataDir, "data directory (the bbolt file, and in dev mode the key and demo token)")
+	fs.BoolVar(&m.Config.Dev, "dev", m.Config.Dev, "dev mode: demo workspace and token, generated key, built-in sandbox OAuth provider")
+	fs.StringVar(&m.Config.PublicURL, "public-url", m.Config.PublicURL, "URL browsers reach this gateway at; OAuth redirects go to <public-url>/oauth/callback (default http://<addr>)")
+	fs.StringVar(&m.Config.ProvidersFile, "providers", m.Config.ProvidersFile, "providers file (YAML: client credentials of built-in providers, custom providers); env SWITCHBOARD_PROVIDERS")
+	origins := fs.String("allow-origin", "", "comma-separated extra origins allowed to open websockets and to be returned to after OAuth")
+	fs.DurationVar(&m.Config.ShutdownTimeout, "shutdown-timeout", m.Config.ShutdownTimeout, "how long in-flight requests may take to finish on SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, o := range strings.Split(*origins, ",") {
+		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
+			m.Config.AllowedOrigins = append(m.Config.AllowedOrigins, o)
+		}
+	}
+	return nil
+}
+
+// Run opens the store, starts serving and the background work, and
+// returns; Close stops everything.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	keyring, err := seal.Load(cfg.DataDir, cfg.Dev)
+	if err != nil {
+		return err
+	}
+	m.store, err = bolt.Open(filepath.Join(cfg.DataDir, "switchboard.db"), bolt.Options{Keyring: keyring, ChangelogMaxEvents: cfg.ChangelogMaxEvents})
+	if err != nil {
+		return err
+	}
+	ln := m.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return err
+		}
+	}
+	m.URL = strings.TrimRight(cfg.PublicURL, "/")
+	if m.URL == "" {
+		m.URL = "http://" + ln.Addr().String()
+	}
+	if _, err := url.Parse(m.URL); err != nil {
+		ln.Close()
+		return fmt.Errorf("-public-url: %w", err)
+	}
+	allowed := append([]string{origin(m.URL)}, cfg.AllowedOrigins...)
+
+	rev, err := m.store.Revision(ctx)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	m.broker = fanout.New(m.store, rev, fanout.Options{Logger: m.Logger, QueueSize: cfg.SubscriberQueue})
+
+	redirect := m.URL + "/oauth/callback"
+	providers, err := oauthflow.LoadProviders(cfg.ProvidersFile)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if cfg.Dev {
+		// The sandbox is dev-only and serves loopback: a fixed client
+		// secret is no secret worth keeping.
+		const clientID, secret = "switchboard-dev", "sandbox-dev-secret"
+		m.sandbox, err = oauthflow.NewSandbox(oauthflow.SandboxConfig{
+			BaseURL:      m.URL + "/sandbox",
+			ClientID:     clientID,
+			ClientSecret: secret,
+			RedirectURIs: []string{redirect},
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		providers = append([]oauthflow.ProviderConfig{oauthflow.SandboxProvider(m.URL+"/sandbox", clientID, secret)}, providers...)
+	}
+	registry, err := oauthflow.NewRegistry(oauthflow.Config{RedirectURL: redirect, Providers: providers})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
+	m.service = &switchboard.Service{
+		Store:     m.store,
+		Broker:    m.broker,
+		OAuth:     registry,
+		Catalogue: registry,
+		Logger:    m.Logger,
+		ReturnToAllowed: func(u string) bool {
+			p, err := url.Parse(u)
+			if err != nil || p.Scheme == "" || p.Host == "" {
+				return false
+			}
+			o := origin(u)
+			for _, a := range allowed {
+				if strings.EqualFold(o, a) {
+					return true
+				}
+			}
+			return false
+		},
+	}
+	m.ws = gorillaws.New(gorillaws.Options{AllowedOrigins: allowed, WriteTimeout: cfg.WebsocketWriteTimeout})
+
+	if cfg.Dev {
+		if err := m.bootstrapDemo(ctx); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+
+	opts := httpapi.Options{
+		Service:        m.service,
+		Websocket:      m.ws,
+		CloseWebsocket: gorillaws.Close,
+		WrapWebsocket:  nil, // set below
+		Dev:            cfg.Dev,
+		Logger:         m.Logger,
+		Ready:          func() bool { return !m.draining.Load() },
+		Revision:       m.store.Revision,
+		Settings:       settingsPlaceholder(),
+	}
+	opts.WrapWebsocket = m.ws.Middleware
+	if m.sandbox != nil {
+		opts.Sandbox = m.sandbox
+	}
+	m.server = &http.Server{
+		Handler:           httpapi.New(opts),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
+	}
+
+	bgCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.bg.Add(2)
+	go func() {
+		defer m.bg.Done()
+		if err := m.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("http server", "err", err)
+		}
+	}()
+	go func() {
+		defer m.bg.Done()
+		_ = m.service.Run(bgCtx, time.Second)
+	}()
+
+	m.Logger.Info("serving", "url", m.URL, "data", cfg.DataDir, "dev", cfg.Dev, "revision", rev)
+	if cfg.Dev {
+		m.printDevBanner()
+	}
+	return nil
+}
+
+// Close drains: readiness fails, the listener stops, in-flight requests
+// (mutations among them) finish, websockets close with 1001, background
+// work stops, and the store is closed last.
+func (m *Main) Close() error {
+	var err error
+	m.closed.Do(func() {
+		m.draining.Store(true)
+		if m.server != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+			done := make(chan error, 1)
+			go func() { done <- m.server.Shutdown(ctx) }()
+			m.ws.Shutdown("server shutting down")
+			if e := <-done; e != nil {
+				err = errors.Join(err, fmt.Errorf("http shutdown: %w", e))
+			}
+			cancel()
+		}
+		if m.cancel != nil {
+			m.cancel()
+		}
+		m.bg.Wait()
+		if m.service != nil {
+			m.service.Wait()
+		}
+		if m.broker != nil {
+			_ = m.broker.Close()
+		}
+		if m.store != nil {
+			if e := m.store.Close(); e != nil {
+				err = errors.Join(err, e)
+			}
+		}
+	})
+	return err
+}
+
+// Demo workspace of dev mode.
+const (
+	DemoWorkspaceID = "ws_demo"
+	DemoUserID      = "usr_demo_admin"
+)
+
+// bootstrapDemo creates the demo workspace (plan pure, so every category is
+// available) and an admin token, written to <data>/demo-token. A restart
+// reuses the token while it is still valid.
+func (m *Main) bootstrapDemo(ctx context.Context) error {
+	if _, err := m.store.FindWorkspaceByID(ctx, DemoWorkspaceID); switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
+		err = m.store.CreateWorkspace(ctx, &switchboard.Workspace{ID: DemoWorkspaceID, Name: "Demo workspace", Plan: switchboard.PlanPure, CreatedAt: time.Now().UTC()})
+		if err != nil {
+			return fmt.Errorf("create demo workspace: %w", err)
+		}
+	} else if err != nil {
+		return err
+	}
+	path := filepath.Join(m.Config.DataDir, "demo-token")
+	if b, err := os.ReadFile(path); err == nil {
+		tok := strings.TrimSpace(string(b))
+		if p, err := m.service.Authenticate(ctx, tok); err == nil && p.WorkspaceID == DemoWorkspaceID {
+			m.DemoToken = tok
+			return nil
+		}
+	}
+	tok, err := m.service.CreateAPIToken(ctx, &switchboard.APIToken{
+		WorkspaceID: DemoWorkspaceID,
+		UserID:      DemoUserID,
+		Name:        "demo admin",
+		Role:        switchboard.RoleAdmin,
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write demo token: %w", err)
+	}
+	m.DemoToken = tok
+	return nil
+}
+
+func (m *Main) printDevBanner() {
+	fmt.Fprintf(m.Stdout, `
+Switchboard is running in dev mode (data in %s).
+
+  Playground  %s/playground
+  Settings    %s/settings
+  Sandbox     %s/sandbox/     (the built-in OAuth provider)
+
+  Workspace   Demo workspace (%s, plan pure)
+  API token   %s
+              (also in %s)
+
+In the playground, set the request headers to
+  {"Authorization": "Bearer %s"}
+
+`, m.Config.DataDir, m.URL, m.URL, m.URL, DemoWorkspaceID, m.DemoToken,
+		filepath.Join(m.Config.DataDir, "demo-token"), m.DemoToken)
+}
+
+// origin returns scheme://host[:port] of a URL.
+func origin(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(p.Scheme + "://" + p.Host)
+}
+
+func settingsPlaceholder() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Switchboard settings</title></head>
+<body style="font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto">
+<h1>Integrations</h1>
+<p>The live settings page is not part of this build yet. Use the <a href="/playground">GraphQL playground</a>
+to connect, watch and disconnect integrations, and the <a href="/sandbox/">sandbox provider</a> to sign in.</p>
+</body></html>`)
+	})
+}
