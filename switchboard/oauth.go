@@ -28,6 +28,11 @@ type OAuth interface {
 	// there is one, else the access token. A provider without a revocation
 	// endpoint succeeds at once.
 	Revoke(ctx context.Context, providerID string, t *TokenSet) error
+	// Refresh trades t's refresh token for new tokens. The result keeps
+	// t's refresh token when the provider does not rotate it. A refusal
+	// (invalid_grant: revoked or expired) is EINVALID; a provider that is
+	// down is EUNAVAILABLE.
+	Refresh(ctx context.Context, providerID string, t *TokenSet) (*TokenSet, error)
 }
 
 // Catalogue lists the providers this deployment knows. Available and

@@ -22,6 +22,19 @@ const (
 	RoleSupport Role = "SUPPORT"
 )
 
+// Token scopes: what an API token may do, within what its role allows.
+const (
+	ScopeIntegrationsRead  = "integrations:read"
+	ScopeIntegrationsWrite = "integrations:write"
+	// ScopeSync is for the product's sync engine: fetching access tokens
+	// and reporting sync progress and failures.
+	ScopeSync        = "sync"
+	ScopeTokensAdmin = "tokens:admin"
+)
+
+// DefaultScopes are the scopes of a token created without any.
+var DefaultScopes = []string{ScopeIntegrationsRead, ScopeIntegrationsWrite}
+
 // APIToken is a bearer credential. Only a hash of its secret is stored; the
 // secret is shown once, when the token is created.
 type APIToken struct {
@@ -47,6 +60,22 @@ type Principal struct {
 	Role        Role
 	TokenID     string
 	Scopes      []string
+}
+
+// HasScope reports whether the principal's token carries scope. A token
+// without scopes has DefaultScopes; sync and tokens:admin are never
+// implied.
+func (p *Principal) HasScope(scope string) bool {
+	scopes := p.Scopes
+	if len(scopes) == 0 {
+		scopes = DefaultScopes
+	}
+	for _, s := range scopes {
+		if s == scope {
+			return true
+		}
+	}
+	return false
 }
 
 type principalKey struct{}
