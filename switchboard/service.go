@@ -39,6 +39,10 @@ type Service struct {
 	// a returnTo URL. Nil allows none.
 	ReturnToAllowed func(string) bool
 
+	// refresher, when set (NewRefresher), learns of every credential write
+	// and status change from commit.
+	refresher *Refresher
+
 	kick     chan struct{}
 	kickOnce sync.Once
 	bg       sync.WaitGroup
@@ -81,6 +85,9 @@ func (s *Service) commit(ctx context.Context, c Change) (*Event, error) {
 		return nil, err
 	}
 	s.Broker.Publish(ev)
+	if s.refresher != nil {
+		s.refresher.observe(ev, c.Tokens)
+	}
 	return ev, nil
 }
 
