@@ -20,7 +20,7 @@ import (
 //	GET  /sync/v1/integrations/{id}               generation, status, checkpoint
 //	POST /sync/v1/integrations/{id}/token         {generation?} → access token
 //	POST /sync/v1/integrations/{id}/progress      {generation, checkpoint, syncedAt?}
-//	POST /sync/v1/integrations/{id}/auth-failure  {generation, status, body?} → new token
+//	POST /sync/v1/integrations/{id}/auth-failure  {generation, tokenId?, status, body?} → new token
 func (o Options) syncRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /sync/v1/integrations/{id}", o.syncHandler(o.syncStatus))
 	mux.HandleFunc("POST /sync/v1/integrations/{id}/token", o.syncHandler(o.syncToken))
@@ -114,6 +114,7 @@ type syncTokenJSON struct {
 	Generation    uint64            `json:"generation"`
 	Status        string            `json:"status"`
 	AccessToken   string            `json:"accessToken"`
+	TokenID       string            `json:"tokenId"`
 	TokenType     string            `json:"tokenType,omitempty"`
 	ExpiresAt     *time.Time        `json:"expiresAt"`
 	Extra         map[string]string `json:"extra,omitempty"`
@@ -121,7 +122,7 @@ type syncTokenJSON struct {
 
 func tokenJSON(t *switchboard.SyncToken) syncTokenJSON {
 	out := syncTokenJSON{IntegrationID: t.IntegrationID, ProviderID: t.ProviderID, Generation: t.Generation,
-		Status: string(t.Status), AccessToken: t.AccessToken, TokenType: t.TokenType, Extra: t.Extra}
+		Status: string(t.Status), AccessToken: t.AccessToken, TokenID: t.TokenID, TokenType: t.TokenType, Extra: t.Extra}
 	if !t.ExpiresAt.IsZero() {
 		e := t.ExpiresAt.UTC()
 		out.ExpiresAt = &e
@@ -191,6 +192,7 @@ func (o Options) syncProgress(r *http.Request) (any, error) {
 func (o Options) syncAuthFailure(r *http.Request) (any, error) {
 	var body struct {
 		Generation generation `json:"generation"`
+		TokenID    string     `json:"tokenId"`
 		Status     int        `json:"status"`
 		Body       string     `json:"body"`
 	}
@@ -198,7 +200,7 @@ func (o Options) syncAuthFailure(r *http.Request) (any, error) {
 		return nil, err
 	}
 	t, err := o.Service.ReportAuthFailure(r.Context(), r.PathValue("id"), switchboard.AuthFailure{
-		Generation: uint64(body.Generation), HTTPStatus: body.Status, Body: body.Body})
+		Generation: uint64(body.Generation), TokenID: body.TokenID, HTTPStatus: body.Status, Body: body.Body})
 	if err != nil {
 		return nil, err
 	}

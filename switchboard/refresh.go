@@ -3,6 +3,8 @@ package switchboard
 import (
 	"container/heap"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -21,11 +23,6 @@ const (
 	DefaultMinBackoff      = 5 * time.Second
 	DefaultMaxBackoff      = 5 * time.Minute
 	DefaultRefreshWorkers  = 16
-	// forceMinAge: a forced refresh (an authorization failure reported by
-	// the sync engine) of credentials stored less than this ago hands out
-	// those credentials instead: many workers reporting the same expired
-	// token cause one refresh, not one each.
-	forceMinAge = 5 * time.Second
 )
 
 // Refresher keeps every connection's access token fresh and its badge
@@ -423,7 +420,7 @@ func (r *Refresher) dispatch(ctx context.Context, now time.Time, wait bool) int 
 		go func() {
 			defer r.running.Done()
 			defer func() { <-r.sem; r.poke() }()
-			if _, err := r.refreshEntry(e, scheduled); err != nil && ErrorCode(err) == EINTERNAL {
+			if _, err := r.refreshEntry(e, scheduled, ""); err != nil && ErrorCode(err) == EINTERNAL {
 				r.Service.logger().Error("refresh failed", "workspace", e.key.ws, "integration", e.key.id, "err", err)
 			}
 		}()
@@ -434,13 +431,15 @@ func (r *Refresher) dispatch(ctx context.Context, now time.Time, wait bool) int 
 // ---- refreshing ----
 
 // Token returns usable credentials for a connection's generation,
-// refreshing them first when they expire within the provider's margin;
-// with force it refreshes unless they were stored moments ago. The result
+// refreshing them first when they expire within the provider's margin.
+// With force (the provider's API refused a token) it refreshes, unless
+// failedID names a token (TokenID) that was already replaced: many workers
+// reporting the same refused token cause one refresh, not one each. The result
 // is stored before it is returned. It fails with ECONFLICT when the
 // generation is not current or the connection needs a reconnect,
 // EUNAVAILABLE when the provider cannot be reached (the badge follows the
 // failure window), and ENOTFOUND for an unknown integration.
-func (r *Refresher) Token(ctx context.Context, workspaceID, integrationID string, generation uint64, force bool) (*TokenSet, *Integration, error) {
+func (r *Refresher) Token(ctx context.Context, workspaceID, integrationID string, generation uint64, force bool, failedID string) (*TokenSet, *Integration, error) {
 	r.init()
 	in, err := r.Service.Store.FindIntegrationByID(ctx, workspaceID, integrationID)
 	if err != nil {
@@ -455,7 +454,7 @@ func (r *Refresher) Token(ctx context.Context, workspaceID, integrationID string
 	if force {
 		mode = forced
 	}
-	t, err := r.refreshEntry(e, mode)
+	t, err := r.refreshEntry(e, mode, failedID)
 	if err != nil {
 		if cur, ferr := r.Service.Store.FindIntegrationByID(ctx, workspaceID, integrationID); ferr == nil {
 			in = cur
@@ -499,16 +498,16 @@ const (
 // arriving during one share its result. Forced callers share only forced
 // flights, so a report of a refused token is never answered by a check
 // that found the same token still fresh.
-func (r *Refresher) refreshEntry(e *entry, mode refreshMode) (*TokenSet, error) {
+func (r *Refresher) refreshEntry(e *entry, mode refreshMode, failedID string) (*TokenSet, error) {
 	key := e.key.ws + "\x00" + e.key.id
 	if mode == forced {
-		key = "force\x00" + key
+		key = "force\x00" + key + "\x00" + failedID
 	}
 	v, err, _ := r.flights.Do(key, func() (any, error) {
 		// Detached from any one caller: the others wait for it too.
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout())
 		defer cancel()
-		t, err := r.refresh(ctx, e, mode)
+		t, err := r.refresh(ctx, e, mode, failedID)
 		return flightResult{t}, err
 	})
 	if err != nil {
@@ -517,7 +516,7 @@ func (r *Refresher) refreshEntry(e *entry, mode refreshMode) (*TokenSet, error) 
 	return v.(flightResult).tokens, nil
 }
 
-func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode) (*TokenSet, error) {
+func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, failedID string) (*TokenSet, error) {
 	svc := r.Service
 	store := svc.Store
 	in, err := store.FindIntegrationByID(ctx, e.key.ws, e.key.id)
@@ -542,9 +541,6 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode) (*T
 	}
 	now := r.now()
 	valid := tokens.Expiry.IsZero() || tokens.Expiry.After(now)
-	r.mu.Lock()
-	recent := !e.issuedAt.IsZero() && now.Sub(e.issuedAt) < forceMinAge
-	r.mu.Unlock()
 	switch mode {
 	case onDemand:
 		// A caller needs a token: a valid one does, even while the
@@ -553,7 +549,9 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode) (*T
 			return tokens, nil
 		}
 	case forced:
-		if recent && valid {
+		// The token that failed was replaced meanwhile (another worker's
+		// report refreshed it): hand out the replacement.
+		if failedID != "" && TokenID(tokens.AccessToken) != failedID && valid {
 			return tokens, nil
 		}
 	}
@@ -735,6 +733,14 @@ func (r *Refresher) transition(ctx context.Context, gen uint64, in *Integration,
 	if err != nil {
 		r.Service.logger().Error("committing status change", "integration", in.ID, "status", status, "reason", reason, "err", err)
 	}
+}
+
+// TokenID names an access token without revealing it: the first 16 hex
+// digits of its SHA-256. The sync API returns it with every token, and an
+// authorization failure report names the token that failed by it.
+func TokenID(accessToken string) string {
+	sum := sha256.Sum256([]byte(accessToken))
+	return hex.EncodeToString(sum[:8])
 }
 
 // ---- the heap ----

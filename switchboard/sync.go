@@ -20,7 +20,9 @@ type SyncToken struct {
 	ProviderID    string
 	Generation    uint64
 	AccessToken   string
-	TokenType     string
+	// TokenID names AccessToken in reports (see TokenID).
+	TokenID   string
+	TokenType string
 	// ExpiresAt is zero when the provider gave no expiry.
 	ExpiresAt time.Time
 	// Extra holds provider values the API calls need (Salesforce's
@@ -47,6 +49,10 @@ type SyncProgress struct {
 // AuthFailure reports that the provider's API refused the access token.
 type AuthFailure struct {
 	Generation uint64
+	// TokenID names the refused token (SyncToken.TokenID). When it was
+	// already replaced, the replacement is returned without a refresh.
+	// Empty: refresh regardless.
+	TokenID string
 	// HTTPStatus and Body are what the provider's API answered; Body is
 	// logged (shortened, control characters dropped), never stored.
 	HTTPStatus int
@@ -90,10 +96,10 @@ func (s *Service) syncRefresher() (*Refresher, error) {
 // first when it expires within the provider's margin. The refreshed tokens
 // are stored before they are returned.
 func (s *Service) SyncAccessToken(ctx context.Context, id string, generation uint64) (*SyncToken, error) {
-	return s.syncToken(ctx, id, generation, false)
+	return s.syncToken(ctx, id, generation, false, "")
 }
 
-func (s *Service) syncToken(ctx context.Context, id string, generation uint64, force bool) (*SyncToken, error) {
+func (s *Service) syncToken(ctx context.Context, id string, generation uint64, force bool, failedID string) (*SyncToken, error) {
 	p, err := s.syncPrincipal(ctx)
 	if err != nil {
 		return nil, err
@@ -105,7 +111,7 @@ func (s *Service) syncToken(ctx context.Context, id string, generation uint64, f
 	if _, err := s.syncIntegration(ctx, p, id); err != nil {
 		return nil, err
 	}
-	t, in, err := r.Token(ctx, p.WorkspaceID, id, generation, force)
+	t, in, err := r.Token(ctx, p.WorkspaceID, id, generation, force, failedID)
 	if err != nil {
 		return nil, err
 	}
@@ -114,6 +120,7 @@ func (s *Service) syncToken(ctx context.Context, id string, generation uint64, f
 		ProviderID:    in.ProviderID,
 		Generation:    in.Generation,
 		AccessToken:   t.AccessToken,
+		TokenID:       TokenID(t.AccessToken),
 		TokenType:     t.TokenType,
 		ExpiresAt:     t.Expiry,
 		Extra:         t.Extra,
@@ -195,7 +202,7 @@ func (s *Service) ReportSyncProgress(ctx context.Context, id string, in SyncProg
 }
 
 // ReportAuthFailure handles the provider's API refusing an access token:
-// it refreshes at once (unless the token was replaced moments ago) and
+// it refreshes at once (unless the refused token was already replaced) and
 // classifies the outcome as a scheduled refresh would. On success it
 // returns the new token; otherwise the error says what the badge now
 // shows (ECONFLICT when a reconnect is required, EUNAVAILABLE when the
@@ -210,5 +217,5 @@ func (s *Service) ReportAuthFailure(ctx context.Context, id string, f AuthFailur
 	}
 	s.logger().Info("sync engine reports an authorization failure", "workspace", p.WorkspaceID, "integration", id,
 		"generation", f.Generation, "status", f.HTTPStatus, "body", sanitize(f.Body, 300))
-	return s.syncToken(ctx, id, f.Generation, true)
+	return s.syncToken(ctx, id, f.Generation, true, f.TokenID)
 }
