@@ -252,6 +252,7 @@ func TestSyncAPI(t *testing.T) {
 	m.sandbox.RevokeAccount("ada@sandbox.test")
 	status, out = sc.call(id+"/auth-failure", map[string]any{"generation": 2, "status": 401})
 	expect(t, "auth-failure after revocation", status, http.StatusConflict)
+	expect(t, "code", errCode(out), "CONFLICT")
 	in := integration(t, c, id)
 	expect(t, "status", in["status"], "RECONNECT_REQUIRED")
 	expect(t, "reason", in["statusReason"], switchboard.ReasonTokenRevoked)

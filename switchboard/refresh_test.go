@@ -25,17 +25,16 @@ import (
 // grant (invalid_grant). Behaviour per refresh token prefix:
 // "hang" waits for release, "e500"/"e429" fail, "bad" is invalid_grant.
 type provider struct {
-	srv       *httptest.Server
-	rotate    bool
-	noExpiry  bool
-	mu        sync.Mutex
-	calls     int
-	live      map[string]bool // refresh tokens that work
-	seq       int
-	fail      int // answer this status to the next refreshes (0: none)
-	hangSeen  chan struct{}
-	release   chan struct{}
-	callsHook func()
+	srv      *httptest.Server
+	rotate   bool
+	noExpiry bool
+	mu       sync.Mutex
+	calls    int
+	live     map[string]bool // refresh tokens that work
+	seq      int
+	fail     int // answer this status to the next refreshes (0: none)
+	hangSeen chan struct{}
+	release  chan struct{}
 }
 
 func newProvider(t *testing.T, rotate bool) *provider {
