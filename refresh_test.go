@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -298,4 +299,31 @@ func TestRefreshesAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, "sandbox state mode", fi.Mode().Perm(), os.FileMode(0o600))
+}
+
+func TestOneCRMPerWorkspace(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "providers.yaml")
+	if err := os.WriteFile(file, []byte(`providers:
+  - id: acme
+    name: Acme CRM
+    category: CRM
+    clientId: acme
+    clientSecret: ${ACME_SECRET}
+    authUrl: https://auth.acme.example/authorize
+    tokenUrl: https://auth.acme.example/token
+    scopes: [contacts.read]
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("ACME_SECRET", "s3cret")
+	m := mustStart(t, filepath.Join(dir, "data"), func(m *Main) { m.Config.ProvidersFile = file })
+	c := newClient(t, m, m.DemoToken)
+	id := connect(t, c, "ada@sandbox.test")["id"].(string)
+	e := c.fails("CONFLICT", `mutation { connectIntegration(input: {provider: "acme"}) { authorizationUrl } }`, nil)
+	if !strings.Contains(e.Message, "Disconnect Sandbox CRM first") {
+		t.Errorf("message %q does not say to disconnect first", e.Message)
+	}
+	disconnect(t, c, id)
+	c.must(`mutation { connectIntegration(input: {provider: "acme"}) { authorizationUrl } }`, nil)
 }
