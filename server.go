@@ -77,6 +77,13 @@ type Config struct {
 	ChangelogMaxEvents    int           // per workspace
 	SubscriberQueue       int           // events queued per subscriber before it is cut off
 	WebsocketWriteTimeout time.Duration // a write to a stalled socket fails after this
+
+	// The refresher (switchboard.Refresher); zero means its default.
+	RefreshInterval       time.Duration // longest time between two refreshes of a connection
+	RefreshFailureWindow  time.Duration // transient failures this long turn the badge ERROR
+	RefreshMinBackoff     time.Duration
+	RefreshMaxBackoff     time.Duration
+	SandboxAccessTokenTTL time.Duration // dev sandbox's access token lifetime
 }
 
 // Main is the running program: it opens the store, wires the services and
@@ -93,16 +100,17 @@ type Main struct {
 	URL       string // the public URL
 	DemoToken string // dev mode only
 
-	store    *bolt.Store
-	broker   *fanout.Broker
-	ws       *gorillaws.Implementation
-	service  *switchboard.Service
-	sandbox  *oauthflow.Sandbox
-	server   *http.Server
-	cancel   context.CancelFunc
-	bg       sync.WaitGroup
-	draining atomic.Bool
-	closed   sync.Once
+	store     *bolt.Store
+	broker    *fanout.Broker
+	ws        *gorillaws.Implementation
+	service   *switchboard.Service
+	refresher *switchboard.Refresher
+	sandbox   *oauthflow.Sandbox
+	server    *http.Server
+	cancel    context.CancelFunc
+	bg        sync.WaitGroup
+	draining  atomic.Bool
+	closed    sync.Once
 }
 
 // NewMain returns a Main with the defaults of `go run .`.
@@ -130,6 +138,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.Config.ProvidersFile, "providers", m.Config.ProvidersFile, "providers file (YAML: client credentials of built-in providers, custom providers); env SWITCHBOARD_PROVIDERS")
 	origins := fs.String("allow-origin", "", "comma-separated extra origins allowed to open websockets and to be returned to after OAuth")
 	fs.DurationVar(&m.Config.ShutdownTimeout, "shutdown-timeout", m.Config.ShutdownTimeout, "how long in-flight requests may take to finish on SIGTERM")
+	fs.DurationVar(&m.Config.RefreshInterval, "refresh-interval", m.Config.RefreshInterval, "longest time between two token refreshes of a connection, so a revocation shows within it (default 1h)")
+	fs.DurationVar(&m.Config.RefreshFailureWindow, "failure-window", m.Config.RefreshFailureWindow, "how long a provider may fail token refreshes before the badge turns Error (default 15m)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -191,6 +201,9 @@ func (m *Main) Run(ctx context.Context) error {
 			ClientID:     clientID,
 			ClientSecret: secret,
 			RedirectURIs: []string{redirect},
+			// Grants survive restarts, so do sandbox connections.
+			StateFile:      filepath.Join(cfg.DataDir, "sandbox.json"),
+			AccessTokenTTL: cfg.SandboxAccessTokenTTL,
 		})
 		if err != nil {
 			ln.Close()
@@ -223,6 +236,17 @@ func (m *Main) Run(ctx context.Context) error {
 			}
 			return false
 		},
+	}
+	m.refresher = switchboard.NewRefresher(m.service)
+	m.refresher.Interval = cfg.RefreshInterval
+	m.refresher.FailureWindow = cfg.RefreshFailureWindow
+	m.refresher.MinBackoff = cfg.RefreshMinBackoff
+	m.refresher.MaxBackoff = cfg.RefreshMaxBackoff
+	m.refresher.Margin = func(id string) time.Duration {
+		if pc, ok := registry.Config(id); ok {
+			return pc.RefreshMargin
+		}
+		return 0
 	}
 	m.ws = gorillaws.New(gorillaws.Options{AllowedOrigins: allowed, WriteTimeout: cfg.WebsocketWriteTimeout})
 
@@ -257,7 +281,13 @@ func (m *Main) Run(ctx context.Context) error {
 
 	bgCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	m.bg.Add(2)
+	m.bg.Add(3)
+	go func() {
+		defer m.bg.Done()
+		if err := m.refresher.Run(bgCtx); err != nil {
+			m.Logger.Error("token refresher stopped", "err", err)
+		}
+	}()
 	go func() {
 		defer m.bg.Done()
 		if err := m.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -19,6 +19,9 @@
 //	  changelog_count          number of events in changelog
 //	  compacted_through        highest revision dropped by retention
 //	  tokens/<integration id>\x00<generation>        sealed JSON TokenSet
+//	  token_meta/<integration id>\x00<generation>    JSON tokenMeta: expiry,
+//	                           issue time and refresh state, in clear, so the
+//	                           refresher's schedule never opens a token
 //	api_tokens/<sha256 of the secret>                JSON APIToken
 //	auth_states/<sha256 of the state>                expiry (unix ns) + sealed JSON AuthState
 //	teardown/<sequence>                              JSON TeardownJob
@@ -71,6 +74,7 @@ var (
 	bByProvider   = []byte("by_provider")
 	bChangelog    = []byte("changelog")
 	bTokens       = []byte("tokens")
+	bTokenMeta    = []byte("token_meta")
 
 	kRevision         = []byte("revision")
 	kSchema           = []byte("schema")
@@ -349,7 +353,7 @@ func createWSBucket(tx *bbolt.Tx, workspaceID string) (*bbolt.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range [][]byte{bIntegrations, bByProvider, bChangelog, bTokens} {
+	for _, name := range [][]byte{bIntegrations, bByProvider, bChangelog, bTokens, bTokenMeta} {
 		if _, err := ws.CreateBucketIfNotExists(name); err != nil {
 			return nil, err
 		}

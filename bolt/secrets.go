@@ -81,7 +81,19 @@ func (s *Store) putTokens(ws *bbolt.Bucket, workspaceID, integrationID string, g
 	if err != nil {
 		return err
 	}
-	return ws.Bucket(bTokens).Put(tokenKey(integrationID, generation), sealed)
+	if err := ws.Bucket(bTokens).Put(tokenKey(integrationID, generation), sealed); err != nil {
+		return err
+	}
+	meta, err := ws.CreateBucketIfNotExists(bTokenMeta)
+	if err != nil {
+		return err
+	}
+	// New credentials: a fresh schedule and no failure streak.
+	return putJSON(meta, tokenKey(integrationID, generation), &tokenMeta{
+		Expiry:          utc(t.Expiry),
+		HasRefreshToken: t.RefreshToken != "",
+		IssuedAt:        s.now().UTC(),
+	})
 }
 
 // authStateTTL is the lifetime PutAuthState gives a state without ExpiresAt.

@@ -76,6 +76,11 @@ func (s *Store) CompleteTeardown(ctx context.Context, id uint64) error {
 				return err
 			}
 		}
+		if meta := sub(wsBucket(tx, job.WorkspaceID), bTokenMeta); meta != nil {
+			if err := meta.Delete(tokenKey(job.IntegrationID, job.Generation)); err != nil {
+				return err
+			}
+		}
 		return b.Delete(u64bytes(id))
 	})
 	return wrap(err, "complete teardown %d", id)

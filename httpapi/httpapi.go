@@ -1,6 +1,7 @@
 // Package httpapi is Switchboard's HTTP surface: /graphql (queries,
 // mutations, websocket subscriptions), /playground, /oauth/callback,
-// /healthz and, in dev mode, the sandbox provider. It turns requests into
+// /healthz, the sync engine's JSON API under /sync/v1/ and, in dev mode,
+// the sandbox provider. It turns requests into
 // Service calls; it holds no state of its own.
 package httpapi
 
@@ -74,6 +75,7 @@ func New(o Options) http.Handler {
 	mux.Handle("GET /playground", playground.Handler("Switchboard", "/graphql"))
 	mux.HandleFunc("GET /oauth/callback", o.callback)
 	mux.HandleFunc("GET /healthz", o.healthz)
+	o.syncRoutes(mux)
 	if o.Settings != nil {
 		mux.Handle("/settings", o.Settings)
 		mux.Handle("/settings/", o.Settings)

@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -146,7 +148,7 @@ func (r *Registry) Revoke(ctx context.Context, providerID string, t *switchboard
 		Description string `json:"error_description"`
 	}
 	_ = json.Unmarshal(body, &oe)
-	return classify(ctx, cfg, "revoke access", &statusError{status: resp.StatusCode, code: oe.Error, description: oe.Description}, t.RefreshToken, t.AccessToken)
+	return classify(ctx, cfg, "revoke access", &statusError{status: resp.StatusCode, code: oe.Error, description: oe.Description, header: resp.Header}, t.RefreshToken, t.AccessToken)
 }
 
 func (r *Registry) clientCtx(ctx context.Context) context.Context {
@@ -176,7 +178,7 @@ func (r *Registry) userinfo(ctx context.Context, cfg *ProviderConfig, accessToke
 		return switchboard.Account{}, classify(ctx, cfg, what, err, accessToken)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return switchboard.Account{}, classify(ctx, cfg, what, &statusError{status: resp.StatusCode}, accessToken)
+		return switchboard.Account{}, classify(ctx, cfg, what, &statusError{status: resp.StatusCode, header: resp.Header}, accessToken)
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.UseNumber()
@@ -265,6 +267,7 @@ type statusError struct {
 	status      int
 	code        string
 	description string
+	header      http.Header
 }
 
 func (e *statusError) Error() string {
@@ -288,6 +291,63 @@ type providerError struct {
 
 func (e *providerError) Error() string   { return e.err.Error() }
 func (e *providerError) Unwrap() []error { return []error{e.err, e.cause} }
+
+var _ switchboard.ProviderFailure = (*providerError)(nil)
+
+// HTTPStatus is the provider's answer's status, 0 when none arrived.
+func (e *providerError) HTTPStatus() int {
+	var re *oauth2.RetrieveError
+	var se *statusError
+	switch {
+	case errors.As(e.cause, &re) && re.Response != nil:
+		return re.Response.StatusCode
+	case errors.As(e.cause, &se):
+		return se.status
+	}
+	return 0
+}
+
+// OAuthCode is the OAuth error code the provider answered, or "".
+func (e *providerError) OAuthCode() string {
+	var re *oauth2.RetrieveError
+	var se *statusError
+	switch {
+	case errors.As(e.cause, &re):
+		return re.ErrorCode
+	case errors.As(e.cause, &se):
+		return se.code
+	}
+	return ""
+}
+
+// RetryAfter is the provider's Retry-After (seconds or an HTTP date), or 0.
+func (e *providerError) RetryAfter() time.Duration {
+	var re *oauth2.RetrieveError
+	var se *statusError
+	var h http.Header
+	switch {
+	case errors.As(e.cause, &re) && re.Response != nil:
+		h = re.Response.Header
+	case errors.As(e.cause, &se):
+		h = se.header
+	}
+	return parseRetryAfter(h.Get("Retry-After"), time.Now())
+}
+
+// parseRetryAfter reads an RFC 9110 Retry-After value, capped at an hour
+// so a confused provider cannot park a connection for days.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), time.Hour)
+}
 
 // classify turns a failure talking to cfg into EUNAVAILABLE (network,
 // timeout, 429, 5xx, unreadable answers: a retry may succeed) or EINVALID

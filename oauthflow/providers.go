@@ -101,8 +101,13 @@ func BuiltinProviders() []ProviderConfig {
 		},
 		{
 			ID: "slack", Name: "Slack", Category: switchboard.CategoryMessaging,
-			AuthURL:            "https://slack.com/oauth/v2/authorize",
-			TokenURL:           "https://slack.com/api/oauth.v2.access",
+			AuthURL:  "https://slack.com/oauth/v2/authorize",
+			TokenURL: "https://slack.com/api/oauth.v2.access",
+			// auth.test names the workspace the bot token belongs to.
+			// Slack answers errors as HTTP 200 {"ok":false,"error":...},
+			// which x/oauth2 reports with the error code: a refusal.
+			UserinfoURL:        "https://slack.com/api/auth.test",
+			Identity:           IdentityFields{ID: "team_id", Name: "team", Email: "email"},
 			AuthStyle:          AuthStyleParams,
 			Scopes:             ms("chat:write", "channels:read"),
 			SettingDefinitions: messagingSettings,
@@ -197,17 +202,22 @@ func ParseProviders(data []byte, lookup func(string) (string, bool)) ([]Provider
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, err
 	}
-	expandNode(&root, lookup)
-	expanded, err := yaml.Marshal(&root)
-	if err != nil {
-		return nil, err
-	}
+	// Unknown keys and wrong types are caught on the file as written, so
+	// yaml's "line N: ..." is the line in the file.
 	var f providersFile
-	dec := yaml.NewDecoder(bytes.NewReader(expanded))
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	// Values are expanded in the parsed tree, after parsing, so a value
+	// cannot change the file's structure, and decoded from that tree.
+	expandNode(&root, lookup)
+	f = providersFile{}
+	if err := root.Decode(&f); err != nil {
+		return nil, err
+	}
+	lines := providerLines(&root)
 
 	out := BuiltinProviders()
 	index := make(map[string]int, len(out))
@@ -218,6 +228,9 @@ func ParseProviders(data []byte, lookup func(string) (string, bool)) ([]Provider
 	seen := map[string]bool{}
 	for n, fp := range f.Providers {
 		where := fmt.Sprintf("providers[%d]", n)
+		if n < len(lines) {
+			where = fmt.Sprintf("line %d: %s", lines[n], where)
+		}
 		if fp.ID != "" {
 			where += " (" + fp.ID + ")"
 		}
@@ -320,6 +333,27 @@ func (fp *fileProvider) apply(p *ProviderConfig) error {
 			p.SettingDefinitions = slices.Clone(mailSettings)
 		case switchboard.CategoryMessaging:
 			p.SettingDefinitions = slices.Clone(messagingSettings)
+		}
+	}
+	return nil
+}
+
+// providerLines returns the line of each entry of the providers list.
+func providerLines(root *yaml.Node) []int {
+	doc := root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+		doc = doc.Content[0]
+	}
+	if doc.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value == "providers" && doc.Content[i+1].Kind == yaml.SequenceNode {
+			var out []int
+			for _, item := range doc.Content[i+1].Content {
+				out = append(out, item.Line)
+			}
+			return out
 		}
 	}
 	return nil

@@ -79,8 +79,10 @@ providers:
 
 func TestParseProvidersErrors(t *testing.T) {
 	for _, tc := range []struct{ name, file, want string }{
-		{"misspelt key", "providers:\n  - id: hubspot\n    clientSecrt: x\n", "clientSecrt"},
+		{"misspelt key", "providers:\n  - id: hubspot\n    clientSecrt: x\n", "line 3: field clientSecrt"},
+		{"misspelt key after a comment and blank lines", "# providers\n\nproviders:\n\n  - id: hubspot\n    clientId: ${X}\n\n    clientSecrt: x\n", "line 8: field clientSecrt"},
 		{"no id", "providers:\n  - clientId: x\n", "id is missing"},
+		{"line of the entry", "providers:\n  - id: slack\n\n  # the next one is wrong\n  - id: acme\n    name: Acme\n    category: CRM\n", "line 5: providers[1] (acme)"},
 		{"reserved id", "providers:\n  - id: sandbox\n", "reserved"},
 		{"twice", "providers:\n  - id: slack\n  - id: slack\n", "twice"},
 		{"custom without URLs", "providers:\n  - id: acme\n    name: Acme\n    category: CRM\n", "authUrl and tokenUrl"},

@@ -108,13 +108,17 @@ type SandboxConfig struct {
 	AccessTokenTTL time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// StateFile, when set, keeps grants and tokens (as hashes) across
+	// restarts; see sandbox_state.go.
+	StateFile string
 }
 
 // Sandbox is a small OAuth 2.0 authorization server with demo accounts:
 // authorization code with PKCE S256 (required), rotating refresh tokens
 // with reuse detection, RFC 7009 revocation and a userinfo endpoint, plus a
 // console page to revoke grants and expire tokens, and fault injection for
-// tests. Everything lives in memory. It is safe for concurrent use.
+// tests. Everything lives in memory, and in SandboxConfig.StateFile when
+// set. It is safe for concurrent use.
 //
 // Paths below BaseURL: GET/POST /authorize, POST /token, POST /revoke,
 // GET /userinfo, GET / (console), POST /console/revoke, POST
@@ -209,7 +213,7 @@ func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
 		cfg.Now = time.Now
 	}
 	u, _ := url.Parse(cfg.BaseURL)
-	return &Sandbox{
+	s := &Sandbox{
 		cfg:      cfg,
 		basePath: strings.TrimRight(u.Path, "/"),
 		origin:   u.Scheme + "://" + u.Host,
@@ -219,7 +223,11 @@ func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
 		rtoks:    map[string]*sbxRefresh{},
 		faults:   map[string]*sbxFault{},
 		calls:    map[string]int{},
-	}, nil
+	}
+	if err := s.loadState(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // Provider returns the catalogue entry for this sandbox.
@@ -399,6 +407,7 @@ func (s *Sandbox) expireGrantLocked(id string) {
 		delete(s.access, h)
 	}
 	g.access = nil
+	_ = s.saveLocked()
 }
 
 func (s *Sandbox) revokeGrantLocked(id string) {
@@ -413,6 +422,7 @@ func (s *Sandbox) revokeGrantLocked(id string) {
 		delete(s.rtoks, h)
 	}
 	delete(s.grants, id)
+	_ = s.saveLocked()
 }
 
 // sweepLocked drops expired codes and access tokens.
@@ -699,6 +709,11 @@ func (s *Sandbox) issueLocked(w http.ResponseWriter, g *sbxGrant, scopes []strin
 	if len(g.rtoks) > sandboxKeepRotated {
 		delete(s.rtoks, g.rtoks[0])
 		g.rtoks = g.rtoks[1:]
+	}
+	// Durable before the answer, as a real provider's would be.
+	if err := s.saveLocked(); err != nil {
+		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the sandbox could not save its state")
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token":  at,

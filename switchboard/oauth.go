@@ -1,6 +1,9 @@
 package switchboard
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Grant is what a completed authorization yields.
 type Grant struct {
@@ -41,4 +44,18 @@ type OAuth interface {
 type Catalogue interface {
 	Providers() []*Provider
 	Provider(id string) (*Provider, bool)
+}
+
+// ProviderFailure is implemented by OAuth errors that carry what the
+// provider answered, so the refresher can tell a refusal of the client
+// (fix the providers file) from a refusal of the grant (reconnect), honour
+// Retry-After, and know whether the provider saw the request at all.
+type ProviderFailure interface {
+	// HTTPStatus is the provider's HTTP status; 0 when no answer arrived
+	// (network error, timeout), so the provider may or may not have acted.
+	HTTPStatus() int
+	// OAuthCode is the OAuth error code answered (invalid_grant, ...) or "".
+	OAuthCode() string
+	// RetryAfter is the provider's Retry-After, or 0.
+	RetryAfter() time.Duration
 }

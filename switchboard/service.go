@@ -39,6 +39,10 @@ type Service struct {
 	// a returnTo URL. Nil allows none.
 	ReturnToAllowed func(string) bool
 
+	// refresher, when set (NewRefresher), learns of every credential write
+	// and status change from commit.
+	refresher *Refresher
+
 	kick     chan struct{}
 	kickOnce sync.Once
 	bg       sync.WaitGroup
@@ -81,6 +85,9 @@ func (s *Service) commit(ctx context.Context, c Change) (*Event, error) {
 		return nil, err
 	}
 	s.Broker.Publish(ev)
+	if s.refresher != nil {
+		s.refresher.observe(ev, c.Tokens)
+	}
 	return ev, nil
 }
 
@@ -281,6 +288,9 @@ func (s *Service) Connect(ctx context.Context, in ConnectInput) (*AuthorizationP
 	if err := s.checkReturnTo(in.ReturnTo); err != nil {
 		return nil, err
 	}
+	if err := s.checkOneCRM(ctx, p.WorkspaceID, pv); err != nil {
+		return nil, err
+	}
 
 	cur, err := s.ensureIntegration(ctx, p.WorkspaceID, pv, owner)
 	if err != nil {
@@ -290,6 +300,30 @@ func (s *Service) Connect(ctx context.Context, in ConnectInput) (*AuthorizationP
 		return nil, Errorf(ECONFLICT, "%s is already connected (status %s). Use reconnectIntegration to sign in again, or disconnect it first to connect another account.", pv.Name, cur.Status)
 	}
 	return s.startAuthorization(ctx, p, cur, pv, IntentConnect, in.ReturnTo, in.LoginHint)
+}
+
+// checkOneCRM refuses to connect a CRM while another CRM of the workspace
+// is connected (in any status but DISCONNECTED). It is checked when the
+// authorization starts and again when it completes.
+func (s *Service) checkOneCRM(ctx context.Context, workspaceID string, pv *Provider) error {
+	if pv.Category != CategoryCRM {
+		return nil
+	}
+	crm := CategoryCRM
+	ins, err := s.Store.FindIntegrations(ctx, workspaceID, IntegrationFilter{Category: &crm})
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", pv.ID, err)
+	}
+	for _, other := range ins {
+		if other.ProviderID != pv.ID && other.Status != StatusDisconnected {
+			name := other.ProviderID
+			if op, ok := s.Catalogue.Provider(other.ProviderID); ok {
+				name = op.Name
+			}
+			return Errorf(ECONFLICT, "This workspace's CRM is %s; a workspace has one CRM. Disconnect %s first, then connect %s.", name, name, pv.Name)
+		}
+	}
+	return nil
 }
 
 // ensureIntegration returns the card for provider and owner, creating it
@@ -463,6 +497,12 @@ func (s *Service) CompleteAuthorization(ctx context.Context, cp CallbackParams) 
 		return nil, &Error{Code: ErrorCode(err), Message: fmt.Sprintf("Could not finish signing in to %s: %s Nothing changed.", pv.Name, ErrorMessage(err))}
 	}
 
+	if st.Intent == IntentConnect {
+		if err := s.checkOneCRM(ctx, st.WorkspaceID, pv); err != nil {
+			s.revokeOrphan(st.ProviderID, &grant.Tokens)
+			return nil, err
+		}
+	}
 	now := s.now()
 	missing := MissingScopes(pv.Scopes, grant.GrantedScopes)
 	tokens := grant.Tokens

@@ -35,6 +35,11 @@ const (
 	ReasonProviderUnavailable = "PROVIDER_UNAVAILABLE"
 	ReasonUserDisconnected    = "USER_DISCONNECTED"
 	ReasonNeverConnected      = "NEVER_CONNECTED"
+	// ReasonRefreshInterrupted: a refresh was sent to a provider that
+	// rotates refresh tokens, its answer was lost (the gateway stopped, or
+	// the request timed out), and the provider now refuses the previous
+	// refresh token as reused.
+	ReasonRefreshInterrupted = "REFRESH_INTERRUPTED"
 )
 
 // BadgeTone is the colour family of a badge.

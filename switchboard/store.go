@@ -130,6 +130,8 @@ type Store interface {
 	FindTokens(ctx context.Context, workspaceID, integrationID string, generation uint64) (*TokenSet, error)
 	// PutTokens replaces the credentials of a generation; it fails with
 	// ECONFLICT unless generation is the integration's current generation.
+	// It also records their TokenMeta (expiry, issue time) and clears the
+	// generation's RefreshState, in the same transaction.
 	PutTokens(ctx context.Context, workspaceID, integrationID string, generation uint64, t *TokenSet) error
 
 	// PutAuthState stores a pending authorization.
@@ -149,6 +151,8 @@ type Store interface {
 	// CompleteTeardown deletes the job and the credentials of its
 	// generation. It never touches another generation's credentials.
 	CompleteTeardown(ctx context.Context, id uint64) error
+
+	RefreshStore
 }
 
 // Broker fans committed events out to subscribers.
@@ -206,4 +210,56 @@ func uitoa(n uint64) string {
 		}
 	}
 	return string(b[i:])
+}
+
+// TokenMeta is what the refresher needs to schedule one connection's
+// refreshes, kept in clear beside the sealed credentials so that a restart
+// can rebuild the schedule of every connection without opening a single
+// token. Nothing in it is secret.
+type TokenMeta struct {
+	WorkspaceID   string
+	IntegrationID string
+	ProviderID    string
+	Generation    uint64
+	Status        Status
+	StatusReason  string
+	// Expiry is the access token's expiry; zero when the provider gave no
+	// expires_in (Salesforce).
+	Expiry time.Time
+	// HasRefreshToken is false for tokens that cannot be refreshed.
+	HasRefreshToken bool
+	// IssuedAt is when these credentials were stored.
+	IssuedAt time.Time
+	// Known is false when no metadata was ever written for the current
+	// generation's credentials (written before the metadata existed): the
+	// refresher then reads the tokens once.
+	Known bool
+	RefreshState
+}
+
+// RefreshState is the refresher's durable bookkeeping for one generation.
+// Writing credentials (PutTokens, or a Change with Tokens) clears it.
+type RefreshState struct {
+	// FailingSince is the first transient failure of the current streak;
+	// the ERROR badge comes once it is older than the failure window, and
+	// survives restarts because it is stored.
+	FailingSince *time.Time `json:",omitempty"`
+	// RefreshStartedAt is set just before a refresh request is sent to
+	// the provider and cleared when its answer is stored. Found set at
+	// start, it means the process stopped while the provider may already
+	// have rotated the refresh token.
+	RefreshStartedAt *time.Time `json:",omitempty"`
+}
+
+// RefreshStore is the part of the Store the refresher uses beyond
+// credentials. Listing is global (like the teardown queue): the refresher
+// serves every workspace.
+type RefreshStore interface {
+	// TokenSchedule calls fn for every integration that has a current
+	// generation (not DISCONNECTED), in no particular order, without
+	// opening sealed credentials. An error from fn stops the walk.
+	TokenSchedule(ctx context.Context, fn func(*TokenMeta) error) error
+	// PutRefreshState replaces the refresh state of a generation; like
+	// PutTokens it fails with ECONFLICT unless generation is current.
+	PutRefreshState(ctx context.Context, workspaceID, integrationID string, generation uint64, st RefreshState) error
 }

@@ -1,0 +1,110 @@
+package bolt
+
+import (
+	"context"
+	"time"
+
+	"github.com/bont/switchboard/switchboard"
+	"go.etcd.io/bbolt"
+)
+
+// tokenMeta is the clear record kept beside a generation's sealed tokens.
+type tokenMeta struct {
+	Expiry          time.Time `json:"expiry"`
+	HasRefreshToken bool      `json:"hasRefreshToken"`
+	IssuedAt        time.Time `json:"issuedAt"`
+	switchboard.RefreshState
+}
+
+// TokenSchedule calls fn for every integration with a current generation,
+// joined with its generation's token metadata. It reads integrations and
+// metadata only; no sealed value is opened. fn runs inside a read
+// transaction: it must not call back into the store.
+func (s *Store) TokenSchedule(ctx context.Context, fn func(*switchboard.TokenMeta) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bWorkspaces).ForEachBucket(func(wsID []byte) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			ws := tx.Bucket(bWorkspaces).Bucket(wsID)
+			ints := ws.Bucket(bIntegrations)
+			if ints == nil {
+				return nil
+			}
+			metas := ws.Bucket(bTokenMeta)
+			return ints.ForEach(func(id, v []byte) error {
+				var in switchboard.Integration
+				if ok, err := getJSON(ints, id, &in); !ok || err != nil {
+					return err
+				}
+				gen, ok := in.CurrentGeneration()
+				if !ok {
+					return nil
+				}
+				m := &switchboard.TokenMeta{
+					WorkspaceID: string(wsID), IntegrationID: in.ID, ProviderID: in.ProviderID,
+					Generation: gen, Status: in.Status, StatusReason: in.StatusReason,
+				}
+				if metas != nil {
+					var tm tokenMeta
+					ok, err := getJSON(metas, tokenKey(in.ID, gen), &tm)
+					if err != nil {
+						return err
+					}
+					if ok {
+						m.Known = true
+						m.Expiry, m.HasRefreshToken, m.IssuedAt, m.RefreshState = tm.Expiry, tm.HasRefreshToken, tm.IssuedAt, tm.RefreshState
+					}
+				}
+				return fn(m)
+			})
+		})
+	})
+	return wrap(err, "token schedule")
+}
+
+// PutRefreshState replaces a current generation's refresh state. It fails
+// with ECONFLICT for a generation that is not current and ENOTFOUND when
+// the generation has no credentials.
+func (s *Store) PutRefreshState(ctx context.Context, workspaceID, integrationID string, generation uint64, st switchboard.RefreshState) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		ws := wsBucket(tx, workspaceID)
+		in, err := loadIntegration(ws, integrationID)
+		if err != nil {
+			return err
+		}
+		if in == nil {
+			return notFoundIntegration(integrationID)
+		}
+		if cur, ok := in.CurrentGeneration(); !ok || cur != generation {
+			return switchboard.Errorf(switchboard.ECONFLICT,
+				"Generation %d of integration %s is not current (status %s).", generation, integrationID, in.Status)
+		}
+		metas, err := ws.CreateBucketIfNotExists(bTokenMeta)
+		if err != nil {
+			return err
+		}
+		key := tokenKey(integrationID, generation)
+		var tm tokenMeta
+		if _, err := getJSON(metas, key, &tm); err != nil {
+			return err
+		}
+		tm.RefreshState = switchboard.RefreshState{FailingSince: utcPtr(st.FailingSince), RefreshStartedAt: utcPtr(st.RefreshStartedAt)}
+		return putJSON(metas, key, &tm)
+	})
+	return wrap(err, "put refresh state %s/%s/%d", workspaceID, integrationID, generation)
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

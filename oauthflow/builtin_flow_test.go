@@ -1,0 +1,196 @@
+package oauthflow
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bont/switchboard/switchboard"
+)
+
+// lookalike is an httptest server answering like one provider's token and
+// identity endpoints: the shape of the token response (expires_in or not,
+// scope separator, rotation, extra fields) and of the account answer.
+type lookalike struct {
+	token    func(grant string, n int) map[string]any
+	userinfo map[string]any
+	// refusal is the body and status of a refused refresh.
+	refusalStatus int
+	refusal       map[string]any
+}
+
+func TestBuiltinProvidersAgainstLookalikes(t *testing.T) {
+	std := func(extra map[string]any) func(string, int) map[string]any {
+		return func(grant string, n int) map[string]any {
+			m := map[string]any{"access_token": "at-" + grant + string(rune('0'+n)), "token_type": "bearer", "refresh_token": "rt-1", "expires_in": 3600}
+			for k, v := range extra {
+				m[k] = v
+			}
+			return m
+		}
+	}
+	rotating := func(extra map[string]any) func(string, int) map[string]any {
+		return func(grant string, n int) map[string]any {
+			m := std(extra)(grant, n)
+			m["refresh_token"] = "rt-" + string(rune('1'+n))
+			return m
+		}
+	}
+	invalidGrant := map[string]any{"error": "invalid_grant", "error_description": "expired or revoked"}
+	cases := map[string]struct {
+		lk           lookalike
+		wantExpiry   bool
+		wantRotation bool
+		wantExtra    [2]string
+		wantAccount  switchboard.Account
+	}{
+		"hubspot": {lk: lookalike{token: func(g string, n int) map[string]any {
+			// 30-minute access tokens, no scope field, hub_id.
+			m := std(map[string]any{"hub_id": "4711"})(g, n)
+			m["expires_in"] = 1800
+			return m
+		}, refusalStatus: 400, refusal: map[string]any{"status": "BAD_REFRESH_TOKEN", "error": "invalid_grant", "message": "missing or unknown refresh token"}},
+			wantExpiry: true, wantExtra: [2]string{"hub_id", "4711"}},
+		"salesforce": {lk: lookalike{token: func(g string, n int) map[string]any {
+			// No expires_in; instance_url; scope space-separated.
+			return map[string]any{"access_token": "00D!x" + string(rune('0'+n)), "token_type": "Bearer", "refresh_token": "5Aep", "instance_url": "https://eu42.my.salesforce.com",
+				"id": "https://login.salesforce.com/id/00D/005", "issued_at": "1700000000000", "scope": "api refresh_token", "signature": "sig"}
+		}, userinfo: map[string]any{"user_id": "005xx", "name": "Ada", "email": "ada@corp.test", "sub": "https://login.salesforce.com/id/00D/005xx"},
+			refusalStatus: 400, refusal: map[string]any{"error": "invalid_grant", "error_description": "expired access/refresh token"}},
+			wantExtra: [2]string{"instance_url", "https://eu42.my.salesforce.com"}, wantAccount: switchboard.Account{ID: "005xx", Name: "Ada", Email: "ada@corp.test"}},
+		"pipedrive": {lk: lookalike{token: std(map[string]any{"scope": "base,contacts:read,deals:read", "api_domain": "https://acme.pipedrive.com"}),
+			userinfo:      map[string]any{"success": true, "data": map[string]any{"id": 42, "name": "Ada", "email": "ada@corp.test"}},
+			refusalStatus: 400, refusal: invalidGrant},
+			wantExpiry: true, wantExtra: [2]string{"api_domain", "https://acme.pipedrive.com"}, wantAccount: switchboard.Account{ID: "42", Name: "Ada", Email: "ada@corp.test"}},
+		"google": {lk: lookalike{token: std(map[string]any{"scope": "openid https://www.googleapis.com/auth/gmail.readonly https://www.googleapis.com/auth/calendar.readonly https://www.googleapis.com/auth/userinfo.email", "id_token": "x.y.z"}),
+			userinfo:      map[string]any{"sub": "1098", "name": "Ada", "email": "ada@gmail.test"},
+			refusalStatus: 400, refusal: map[string]any{"error": "invalid_grant", "error_description": "Token has been expired or revoked."}},
+			wantExpiry: true, wantAccount: switchboard.Account{ID: "1098", Name: "Ada", Email: "ada@gmail.test"}},
+		"microsoft": {lk: lookalike{token: rotating(map[string]any{"scope": "Mail.Read Calendars.Read User.Read openid profile email", "ext_expires_in": 3600}),
+			userinfo:      map[string]any{"id": "87d3", "displayName": "Ada", "mail": "ada@corp.test"},
+			refusalStatus: 400, refusal: map[string]any{"error": "invalid_grant", "error_description": "AADSTS70008: The refresh token has expired", "error_codes": []int{70008}}},
+			wantExpiry: true, wantRotation: true, wantAccount: switchboard.Account{ID: "87d3", Name: "Ada", Email: "ada@corp.test"}},
+		"teams": {lk: lookalike{token: rotating(map[string]any{"scope": "ChannelMessage.Send Team.ReadBasic.All User.Read openid profile"}),
+			userinfo:      map[string]any{"id": "87d3", "displayName": "Ada", "mail": "ada@corp.test"},
+			refusalStatus: 400, refusal: map[string]any{"error": "invalid_grant", "error_description": "AADSTS50173"}},
+			wantExpiry: true, wantRotation: true, wantAccount: switchboard.Account{ID: "87d3", Name: "Ada", Email: "ada@corp.test"}},
+		"slack": {lk: lookalike{token: rotating(map[string]any{"ok": true, "scope": "chat:write,channels:read", "expires_in": 43200, "team": map[string]any{"id": "T1", "name": "Acme"}}),
+			userinfo: map[string]any{"ok": true, "team_id": "T1", "team": "Acme", "user_id": "U9"},
+			// Slack refuses with HTTP 200.
+			refusalStatus: 200, refusal: map[string]any{"ok": false, "error": "invalid_refresh_token"}},
+			wantExpiry: true, wantRotation: true, wantAccount: switchboard.Account{ID: "T1", Name: "Acme"}},
+	}
+	builtins := map[string]ProviderConfig{}
+	for _, p := range BuiltinProviders() {
+		builtins[p.ID] = p
+	}
+	for id, tc := range cases {
+		t.Run(id, func(t *testing.T) {
+			refused := false
+			n := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				switch {
+				case r.URL.Path == "/token":
+					_ = r.ParseForm()
+					if refused && r.PostForm.Get("grant_type") == "refresh_token" {
+						w.WriteHeader(tc.lk.refusalStatus)
+						_ = json.NewEncoder(w).Encode(tc.lk.refusal)
+						return
+					}
+					n++
+					_ = json.NewEncoder(w).Encode(tc.lk.token(r.PostForm.Get("grant_type")[:1], n))
+				case r.URL.Path == "/me":
+					if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+						w.WriteHeader(401)
+						return
+					}
+					_ = json.NewEncoder(w).Encode(tc.lk.userinfo)
+				default:
+					w.WriteHeader(404)
+				}
+			}))
+			defer srv.Close()
+			p := builtins[id]
+			p.ClientID, p.ClientSecret = "cid", "secret"
+			p.AuthURL, p.TokenURL = srv.URL+"/authorize", srv.URL+"/token"
+			if p.UserinfoURL != "" {
+				p.UserinfoURL = srv.URL + "/me"
+			}
+			p.RevokeURL = ""
+			reg := mustRegistry(t, "http://127.0.0.1/oauth/callback", &http.Client{Timeout: 5 * time.Second}, p)
+			ctx := context.Background()
+			g, err := reg.Exchange(ctx, id, "code", "verifier")
+			if err != nil {
+				t.Fatalf("exchange: %v", err)
+			}
+			if g.Account != tc.wantAccount {
+				t.Errorf("account: got %+v; want %+v", g.Account, tc.wantAccount)
+			}
+			if got := switchboard.MissingScopes(p.Scopes, g.GrantedScopes); len(got) > 0 {
+				t.Errorf("missing scopes %v from a full grant %v", got, g.GrantedScopes)
+			}
+			if g.Tokens.Expiry.IsZero() == tc.wantExpiry {
+				t.Errorf("expiry %v; want set=%v", g.Tokens.Expiry, tc.wantExpiry)
+			}
+			next, err := reg.Refresh(ctx, id, &g.Tokens)
+			if err != nil {
+				t.Fatalf("refresh: %v", err)
+			}
+			if rotated := next.RefreshToken != g.Tokens.RefreshToken; rotated != tc.wantRotation {
+				t.Errorf("rotation: got %v; want %v", rotated, tc.wantRotation)
+			}
+			if next.RefreshToken == "" || next.AccessToken == g.Tokens.AccessToken {
+				t.Errorf("refresh kept no refresh token or the same access token")
+			}
+			if k := tc.wantExtra[0]; k != "" && next.Extra[k] != tc.wantExtra[1] {
+				t.Errorf("extra %s: got %q; want %q", k, next.Extra[k], tc.wantExtra[1])
+			}
+			refused = true
+			_, err = reg.Refresh(ctx, id, next)
+			if switchboard.ErrorCode(err) != switchboard.EINVALID {
+				t.Fatalf("refused refresh: got %v; want INVALID_INPUT (reconnect)", err)
+			}
+			var pf switchboard.ProviderFailure
+			if !asFailure(err, &pf) || pf.OAuthCode() == "" {
+				t.Errorf("refused refresh carries no OAuth code: %v", err)
+			}
+		})
+	}
+}
+
+func asFailure(err error, pf *switchboard.ProviderFailure) bool {
+	f, ok := err.(switchboard.ProviderFailure)
+	if ok {
+		*pf = f
+	}
+	return ok
+}
+
+func TestRetryAfterIsRead(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "42")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		_, _ = w.Write([]byte(`{"error":"rate_limited"}`))
+	}))
+	defer srv.Close()
+	p := ProviderConfig{ID: "acme", Name: "Acme", Category: switchboard.CategoryCRM, ClientID: "c", ClientSecret: "s",
+		AuthURL: srv.URL + "/a", TokenURL: srv.URL + "/t"}
+	reg := mustRegistry(t, "http://127.0.0.1/cb", &http.Client{Timeout: 5 * time.Second}, p)
+	_, err := reg.Refresh(context.Background(), "acme", &switchboard.TokenSet{RefreshToken: "r"})
+	if switchboard.ErrorCode(err) != switchboard.EUNAVAILABLE {
+		t.Fatalf("got %v; want UNAVAILABLE", err)
+	}
+	var pf switchboard.ProviderFailure
+	if !asFailure(err, &pf) || pf.RetryAfter() != 42*time.Second || pf.HTTPStatus() != 429 {
+		t.Errorf("got %+v; want Retry-After 42s and status 429", pf)
+	}
+	if d := parseRetryAfter(time.Now().Add(90*time.Second).UTC().Format(http.TimeFormat), time.Now()); d < 88*time.Second || d > 90*time.Second {
+		t.Errorf("HTTP-date Retry-After: got %v; want about 90s", d)
+	}
+}
