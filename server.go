@@ -35,6 +35,14 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "backup":
+			os.Exit(runBackup(os.Args[2:], os.Stdout, os.Stderr))
+		case "check":
+			os.Exit(runCheck(os.Args[2:], os.Stdout, os.Stderr))
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -99,6 +107,7 @@ type Main struct {
 	service  *switchboard.Service
 	sandbox  *oauthflow.Sandbox
 	server   *http.Server
+	admin    *http.Server
 	cancel   context.CancelFunc
 	bg       sync.WaitGroup
 	draining atomic.Bool
@@ -151,6 +160,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.store, err = bolt.Open(filepath.Join(cfg.DataDir, "switchboard.db"), bolt.Options{Keyring: keyring, ChangelogMaxEvents: cfg.ChangelogMaxEvents})
 	if err != nil {
+		return err
+	}
+	if m.admin, err = m.serveAdmin(); err != nil {
 		return err
 	}
 	ln := m.Listener
@@ -302,6 +314,10 @@ func (m *Main) Close() error {
 		}
 		if m.broker != nil {
 			_ = m.broker.Close()
+		}
+		if m.admin != nil {
+			_ = m.admin.Close()
+			_ = os.Remove(adminSocketPath(m.Config.DataDir))
 		}
 		if m.store != nil {
 			if e := m.store.Close(); e != nil {
