@@ -29,6 +29,7 @@ import (
 	"github.com/bont/switchboard/fanout"
 	"github.com/bont/switchboard/gorillaws"
 	"github.com/bont/switchboard/httpapi"
+	"github.com/bont/switchboard/metrics"
 	"github.com/bont/switchboard/oauthflow"
 	"github.com/bont/switchboard/seal"
 	"github.com/bont/switchboard/switchboard"
@@ -104,6 +105,7 @@ type Main struct {
 	store    *bolt.Store
 	broker   *fanout.Broker
 	ws       *gorillaws.Implementation
+	metrics  *metrics.Metrics
 	service  *switchboard.Service
 	sandbox  *oauthflow.Sandbox
 	server   *http.Server
@@ -216,8 +218,15 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
+	m.metrics = metrics.New(metrics.Sources{
+		Subscribers:  func() float64 { return float64(m.broker.Stats().Subscribers) },
+		Deliveries:   func() float64 { return float64(m.broker.Stats().Delivered) },
+		Cutoffs:      func() float64 { return float64(m.broker.Stats().Cutoffs) },
+		Websockets:   func() float64 { return float64(m.ws.Count()) },
+		StatusCounts: m.store.StatusCounts,
+	})
 	m.service = &switchboard.Service{
-		Store:     m.store,
+		Store:     metrics.Store{Store: m.store, M: m.metrics},
 		Broker:    m.broker,
 		OAuth:     registry,
 		Catalogue: registry,
@@ -255,6 +264,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Ready:          func() bool { return !m.draining.Load() },
 		Revision:       m.store.Revision,
 		Settings:       settingsPlaceholder(),
+		Metrics:        m.metrics,
 	}
 	opts.WrapWebsocket = m.ws.Middleware
 	if m.sandbox != nil {

@@ -1016,3 +1016,51 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+func TestMetricsAndReadiness(t *testing.T) {
+	m := mustStart(t, "")
+	c := newClient(t, m, m.DemoToken)
+	connect(t, c, "ada@sandbox.test")
+	ws, err := dialWS(t, m, "graphql-transport-ws", m.DemoToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.subscribe("1", eventsSubscription, nil)
+	waitFor(t, "the subscriber to register", func() bool { return m.broker.Stats().Subscribers == 1 })
+
+	resp, err := http.Get(m.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`switchboard_integrations{status="CONNECTED"} 1`,
+		"switchboard_subscribers 1",
+		"switchboard_websockets 1",
+		`switchboard_commit_duration_seconds_count{outcome="ok"}`,
+		`switchboard_http_requests_total{code="200",route="/graphql"}`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if resp.Header.Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id on the response")
+	}
+
+	status := func(path string) int {
+		resp, err := http.Get(m.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	expect(t, "readyz", status("/readyz"), 200)
+	m.draining.Store(true)
+	expect(t, "readyz while draining", status("/readyz"), 503)
+	expect(t, "healthz while draining", status("/healthz"), 200)
+	m.draining.Store(false)
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Backup writes a consistent copy of the data file at path, which no
@@ -14,7 +15,7 @@ import (
 func Backup(path string, w io.Writer) (int64, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
 	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return 0, fmt.Errorf("data file %s is in use by another switchboard process", path)
 		}
 		return 0, fmt.Errorf("open %s: %w", path, err)

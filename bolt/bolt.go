@@ -188,6 +188,10 @@ func (s *Store) init(tx *bbolt.Tx) error {
 		return fmt.Errorf("bolt: data file %s has layout version %d; this build reads version %d", s.path, got, schemaVersion)
 	}
 
+	if err := initStatusCounts(tx); err != nil {
+		return fmt.Errorf("bolt: init: %w", err)
+	}
+
 	checks, err := meta.CreateBucketIfNotExists(bKeyChecks)
 	if err != nil {
 		return fmt.Errorf("bolt: init: %w", err)

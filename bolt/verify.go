@@ -9,6 +9,7 @@ import (
 
 	"github.com/bont/switchboard/switchboard"
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Report is what Verify found in a data file.
@@ -39,7 +40,7 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 }
 func Verify(path string) (*Report, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
 	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("data file %s is in use by another switchboard process; stop it, or take a backup through it", path)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -91,6 +92,25 @@ func verifyTx(tx *bbolt.Tx, r *Report) error {
 	})
 	if err != nil {
 		return err
+	}
+	if b := meta.Bucket(bStatusCounts); b != nil {
+		actual, err := countStatuses(tx)
+		if err != nil {
+			return err
+		}
+		err = b.ForEach(func(k, v []byte) error {
+			if n := actual[switchboard.Status(k)]; n != u64(v) {
+				r.Problems = append(r.Problems, fmt.Sprintf("status count of %s says %d; there are %d", k, u64(v), n))
+			}
+			delete(actual, switchboard.Status(k))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for st, n := range actual {
+			r.Problems = append(r.Problems, fmt.Sprintf("no status count for %s; there are %d", st, n))
+		}
 	}
 	if newest > r.Revision {
 		r.Problems = append(r.Problems, fmt.Sprintf("an event has revision %d beyond the global revision %d", newest, r.Revision))

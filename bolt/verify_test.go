@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -102,5 +103,25 @@ func TestVerifyOpenStore(t *testing.T) {
 	mustCommit(t, s, updateChange("w", "i", switchboard.EventConfigured, func(*switchboard.Integration) {}))
 	if got := mustRevision(t, s); got != 2 {
 		t.Fatalf("revision after Verify: got %d; want 2 (Verify must not write)", got)
+	}
+}
+
+func TestStatusCounts(t *testing.T) {
+	s := mustOpen(t)
+	mustCommit(t, s, createChange("w", "a", "p1"))
+	mustCommit(t, s, createChange("w", "b", "p2"))
+	mustCommit(t, s, createChange("v", "c", "p1"))
+	mustCommit(t, s, updateChange("w", "a", switchboard.EventConnected, func(in *switchboard.Integration) {
+		in.Status, in.Generation = switchboard.StatusConnected, 1
+	}))
+	got, err := s.StatusCounts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[switchboard.StatusConnected] != 1 || got[switchboard.StatusDisconnected] != 2 {
+		t.Errorf("got %v; want 1 connected, 2 disconnected", got)
+	}
+	if r, err := s.Verify(); err != nil || !r.OK() {
+		t.Errorf("verify: %v %v", r, err)
 	}
 }
