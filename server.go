@@ -29,12 +29,21 @@ import (
 	"github.com/bont/switchboard/fanout"
 	"github.com/bont/switchboard/gorillaws"
 	"github.com/bont/switchboard/httpapi"
+	"github.com/bont/switchboard/metrics"
 	"github.com/bont/switchboard/oauthflow"
 	"github.com/bont/switchboard/seal"
 	"github.com/bont/switchboard/switchboard"
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "backup":
+			os.Exit(runBackup(os.Args[2:], os.Stdout, os.Stderr))
+		case "check":
+			os.Exit(runCheck(os.Args[2:], os.Stdout, os.Stderr))
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -103,10 +112,12 @@ type Main struct {
 	store     *bolt.Store
 	broker    *fanout.Broker
 	ws        *gorillaws.Implementation
+	metrics   *metrics.Metrics
 	service   *switchboard.Service
 	refresher *switchboard.Refresher
 	sandbox   *oauthflow.Sandbox
 	server    *http.Server
+	admin     *http.Server
 	cancel    context.CancelFunc
 	bg        sync.WaitGroup
 	draining  atomic.Bool
@@ -163,6 +174,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.admin, err = m.serveAdmin(); err != nil {
+		return err
+	}
 	ln := m.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
@@ -217,8 +231,15 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
+	m.metrics = metrics.New(metrics.Sources{
+		Subscribers:  func() float64 { return float64(m.broker.Stats().Subscribers) },
+		Deliveries:   func() float64 { return float64(m.broker.Stats().Delivered) },
+		Cutoffs:      func() float64 { return float64(m.broker.Stats().Cutoffs) },
+		Websockets:   func() float64 { return float64(m.ws.Count()) },
+		StatusCounts: m.store.StatusCounts,
+	})
 	m.service = &switchboard.Service{
-		Store:     m.store,
+		Store:     metrics.Store{Store: m.store, M: m.metrics},
 		Broker:    m.broker,
 		OAuth:     registry,
 		Catalogue: registry,
@@ -240,6 +261,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.refresher = switchboard.NewRefresher(m.service)
 	m.refresher.Interval = cfg.RefreshInterval
 	m.refresher.FailureWindow = cfg.RefreshFailureWindow
+	m.refresher.Observe = m.metrics.ObserveRefresh
 	m.refresher.MinBackoff = cfg.RefreshMinBackoff
 	m.refresher.MaxBackoff = cfg.RefreshMaxBackoff
 	m.refresher.Margin = func(id string) time.Duration {
@@ -267,6 +289,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Ready:          func() bool { return !m.draining.Load() },
 		Revision:       m.store.Revision,
 		Settings:       settingsPlaceholder(),
+		Metrics:        m.metrics,
 	}
 	opts.WrapWebsocket = m.ws.Middleware
 	if m.sandbox != nil {
@@ -332,6 +355,10 @@ func (m *Main) Close() error {
 		}
 		if m.broker != nil {
 			_ = m.broker.Close()
+		}
+		if m.admin != nil {
+			_ = m.admin.Close()
+			_ = os.Remove(adminSocketPath(m.Config.DataDir))
 		}
 		if m.store != nil {
 			if e := m.store.Close(); e != nil {

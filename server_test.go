@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -950,4 +952,115 @@ func TestHealthz(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	expect(t, "status", resp.StatusCode, 200)
+}
+
+func TestBackupOfALiveStoreAndRestore(t *testing.T) {
+	dir := t.TempDir()
+	m := mustStart(t, dir)
+	c := newClient(t, m, m.DemoToken)
+	id := connect(t, c, "ada@sandbox.test")["id"].(string)
+	configure(c, id, "pipeline", "all")
+
+	// Writers keep committing while the backup is taken.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			configure(c, id, "sync_interval_minutes", strconv.Itoa(5+i%100))
+		}
+	}()
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	var out, errOut bytes.Buffer
+	code := runBackup([]string{"-data", dir, "-o", backup}, &out, &errOut)
+	close(stop)
+	wg.Wait()
+	if code != 0 || !strings.Contains(out.String(), "from the running gateway") {
+		t.Fatalf("backup: exit %d, %q %q", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	if code := runCheck([]string{"-data", dir}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "through the running gateway") {
+		t.Fatalf("check of the live store: exit %d, %q %q", code, out.String(), errOut.String())
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restore: a new data directory with the backup and the same key.
+	restored := t.TempDir()
+	copyFile(t, backup, filepath.Join(restored, "switchboard.db"))
+	copyFile(t, filepath.Join(dir, "secret.key"), filepath.Join(restored, "secret.key"))
+	out.Reset()
+	if code := runCheck([]string{"-data", restored}, &out, &errOut); code != 0 {
+		t.Fatalf("check of the restored file: exit %d, %q %q", code, out.String(), errOut.String())
+	}
+	m2 := mustStart(t, restored)
+	in := integration(t, newClient(t, m2, m2.DemoToken), id)
+	expect(t, "restored status", in["status"], "CONNECTED")
+	expect(t, "restored setting", get(in, "settings.2.value"), "all")
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMetricsAndReadiness(t *testing.T) {
+	m := mustStart(t, "")
+	c := newClient(t, m, m.DemoToken)
+	connect(t, c, "ada@sandbox.test")
+	ws, err := dialWS(t, m, "graphql-transport-ws", m.DemoToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.subscribe("1", eventsSubscription, nil)
+	waitFor(t, "the subscriber to register", func() bool { return m.broker.Stats().Subscribers == 1 })
+
+	resp, err := http.Get(m.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`switchboard_integrations{status="CONNECTED"} 1`,
+		"switchboard_subscribers 1",
+		"switchboard_websockets 1",
+		`switchboard_commit_duration_seconds_count{outcome="ok"}`,
+		`switchboard_http_requests_total{code="200",route="/graphql"}`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if resp.Header.Get("X-Request-Id") == "" {
+		t.Error("no X-Request-Id on the response")
+	}
+
+	status := func(path string) int {
+		resp, err := http.Get(m.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	expect(t, "readyz", status("/readyz"), 200)
+	m.draining.Store(true)
+	expect(t, "readyz while draining", status("/readyz"), 503)
+	expect(t, "healthz while draining", status("/healthz"), 200)
+	m.draining.Store(false)
 }

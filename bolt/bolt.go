@@ -49,6 +49,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/bont/switchboard/seal"
@@ -189,6 +190,10 @@ func (s *Store) init(tx *bbolt.Tx) error {
 		}
 	} else if got := u64(v); got != schemaVersion {
 		return fmt.Errorf("bolt: data file %s has layout version %d; this build reads version %d", s.path, got, schemaVersion)
+	}
+
+	if err := initStatusCounts(tx); err != nil {
+		return fmt.Errorf("bolt: init: %w", err)
 	}
 
 	checks, err := meta.CreateBucketIfNotExists(bKeyChecks)
@@ -384,12 +389,26 @@ func wrap(err error, format string, args ...any) error {
 	if errors.As(err, &de) {
 		return err
 	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		// Nothing was committed; say so in words an operator and a client
+		// can act on, and keep the cause for the log.
+		return &storageFullError{err: fmt.Errorf("bolt: "+format+": %w", append(args, err)...)}
+	}
 	return fmt.Errorf("bolt: "+format+": %w", append(args, err)...)
 }
 
 // applyError carries an error returned by Change.Apply out of the
 // transaction.
 type applyError struct{ err error }
+
+// storageFullError is a write that failed for lack of space. It reads as
+// EUNAVAILABLE to clients and unwraps to the cause for logs.
+type storageFullError struct{ err error }
+
+func (e *storageFullError) Error() string { return e.err.Error() }
+func (e *storageFullError) Unwrap() []error {
+	return []error{e.err, switchboard.Errorf(switchboard.EUNAVAILABLE, "The gateway's storage is full, so nothing was changed. Try again once an operator has freed space.")}
+}
 
 func (e applyError) Error() string { return e.err.Error() }
 func (e applyError) Unwrap() error { return e.err }

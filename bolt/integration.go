@@ -223,6 +223,13 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 	if err := putJSON(ws.Bucket(bIntegrations), []byte(next.ID), next); err != nil {
 		return nil, 0, err
 	}
+	var from switchboard.Status
+	if cur != nil {
+		from = cur.Status
+	}
+	if err := moveStatus(tx, from, next.Status); err != nil {
+		return nil, 0, err
+	}
 
 	ev := &switchboard.Event{
 		Revision:    rev,

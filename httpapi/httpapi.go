@@ -26,6 +26,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/bont/switchboard/graph"
+	"github.com/bont/switchboard/metrics"
 	"github.com/bont/switchboard/resolvers"
 	"github.com/bont/switchboard/switchboard"
 )
@@ -58,6 +59,8 @@ type Options struct {
 	Ready func() bool
 	// Revision returns the store's latest revision, for /healthz.
 	Revision func(context.Context) (uint64, error)
+	// Metrics, when set, records HTTP metrics and serves /metrics.
+	Metrics *metrics.Metrics
 }
 
 // New returns the gateway's HTTP handler.
@@ -75,6 +78,10 @@ func New(o Options) http.Handler {
 	mux.Handle("GET /playground", playground.Handler("Switchboard", "/graphql"))
 	mux.HandleFunc("GET /oauth/callback", o.callback)
 	mux.HandleFunc("GET /healthz", o.healthz)
+	mux.HandleFunc("GET /readyz", o.readyz)
+	if o.Metrics != nil {
+		mux.Handle("GET /metrics", o.Metrics.Handler())
+	}
 	o.syncRoutes(mux)
 	if o.Settings != nil {
 		mux.Handle("/settings", o.Settings)
@@ -86,7 +93,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/settings", http.StatusFound)
 	})
-	return mux
+	return o.observe(mux)
 }
 
 func (o Options) graphQLServer() *handler.Server {
@@ -185,6 +192,9 @@ func (o Options) authenticate(next http.Handler) http.Handler {
 			writeGraphQLError(w, http.StatusUnauthorized, err)
 			return
 		}
+		if ri := infoFrom(r.Context()); ri != nil {
+			ri.workspace = p.WorkspaceID
+		}
 		next.ServeHTTP(w, r.WithContext(switchboard.NewContextWithPrincipal(r.Context(), p)))
 	})
 }
@@ -213,6 +223,11 @@ func (o Options) websocketInit(ctx context.Context, payload transport.InitPayloa
 		}
 	}
 	p, err := o.Service.Authenticate(ctx, bearer(h))
+	if err == nil {
+		if ri := infoFrom(ctx); ri != nil {
+			ri.workspace = p.WorkspaceID
+		}
+	}
 	if err != nil {
 		// graphql-transport-ws: 4403 Forbidden, no ack.
 		ctx = transport.WithWebsocketCloseCode(ctx, 4403)
@@ -236,15 +251,12 @@ func writeGraphQLError(w http.ResponseWriter, status int, err error) {
 	})
 }
 
+// healthz is liveness: the process serves and its store answers. It stays
+// 200 while draining, so an orchestrator does not kill a draining process.
 func (o Options) healthz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
 	body := map[string]any{"status": "ok"}
 	status := http.StatusOK
-	if o.Ready != nil && !o.Ready() {
-		body["status"] = "draining"
-		status = http.StatusServiceUnavailable
-	} else if o.Revision != nil {
+	if o.Revision != nil {
 		rev, err := o.Revision(r.Context())
 		if err != nil {
 			body["status"] = "store unavailable"
@@ -253,6 +265,28 @@ func (o Options) healthz(w http.ResponseWriter, r *http.Request) {
 			body["revision"] = fmt.Sprint(rev)
 		}
 	}
+	writeJSON(w, status, body)
+}
+
+// readyz is readiness: 503 while draining, so load balancers stop sending
+// new requests before the listener closes.
+func (o Options) readyz(w http.ResponseWriter, r *http.Request) {
+	if o.Ready != nil && !o.Ready() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining"})
+		return
+	}
+	if o.Revision != nil {
+		if _, err := o.Revision(r.Context()); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "store unavailable"})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
 }

@@ -74,6 +74,9 @@ type Refresher struct {
 	Workers int
 	// Now defaults to the Service's clock.
 	Now func() time.Time
+	// Observe, when set, is told the outcome of every call to a token
+	// endpoint: "ok", "revoked", "client_rejected" or "transient".
+	Observe func(providerID, class string)
 
 	mu    sync.Mutex
 	queue entryHeap
@@ -584,6 +587,7 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 		return nil, fmt.Errorf("refresh %s: %w", e.key.id, err)
 	}
 	next, rerr := svc.OAuth.Refresh(ctx, in.ProviderID, tokens)
+	r.report(in.ProviderID, rerr)
 	if rerr == nil {
 		// Store first: a rotated refresh token must be durable before
 		// anyone uses the new access token.
@@ -619,6 +623,25 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 		return next, nil
 	}
 	return nil, r.failed(ctx, e, in, gen, rerr)
+}
+
+// report tells Observe the outcome of a call to a token endpoint.
+func (r *Refresher) report(providerID string, err error) {
+	if r.Observe == nil {
+		return
+	}
+	class := "ok"
+	var pf ProviderFailure
+	switch {
+	case err == nil:
+	case ErrorCode(err) == EINVALID && errors.As(err, &pf) && (pf.OAuthCode() == "invalid_client" || pf.OAuthCode() == "unauthorized_client"):
+		class = "client_rejected"
+	case ErrorCode(err) == EINVALID:
+		class = "revoked"
+	default:
+		class = "transient"
+	}
+	r.Observe(providerID, class)
 }
 
 // failed classifies a refresh failure and records it.
