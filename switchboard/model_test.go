@@ -94,13 +94,13 @@ func (f *fakeOAuth) Refresh(ctx context.Context, providerID string, t *sb.TokenS
 	return nil, sb.Errorf(sb.EUNAVAILABLE, "not modelled")
 }
 
-type clock struct {
+type modelClock struct {
 	mu  sync.Mutex
 	now time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) {
+func (c *modelClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *modelClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.now = c.now.Add(d)
 	c.mu.Unlock()
@@ -145,7 +145,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := &modelClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	store, err := bolt.Open(t.TempDir()+"/model.db", bolt.Options{Keyring: keys, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +294,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 				m.jobs = map[uint64]bool{}
 			}
 		}
-		lastRev = check(t, ctx, step, op, store, svc, admin, sub, m, lastRev)
+		lastRev = checkModel(t, ctx, step, op, store, svc, admin, sub, m, lastRev)
 	}
 }
 
@@ -314,9 +314,9 @@ func wantCode(t *testing.T, step int, op string, err error, code string) {
 	}
 }
 
-// check compares the store with the model and checks the invariants. It
+// checkModel compares the store with the model and checks the invariants. It
 // returns the latest revision seen on the subscription.
-func check(t *testing.T, ctx context.Context, step int, op string, store *bolt.Store, svc *sb.Service, viewer context.Context, sub *sb.Subscription, m *model, lastRev uint64) uint64 {
+func checkModel(t *testing.T, ctx context.Context, step int, op string, store *bolt.Store, svc *sb.Service, viewer context.Context, sub *sb.Subscription, m *model, lastRev uint64) uint64 {
 	t.Helper()
 	fail := func(format string, args ...any) {
 		t.Helper()
