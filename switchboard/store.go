@@ -34,7 +34,10 @@ type AuthState struct {
 	IntegrationID string
 	ProviderID    string
 	UserID        string
-	Intent        AuthIntent
+	// TokenID and Role are who started it, for the audit log.
+	TokenID string
+	Role    Role
+	Intent  AuthIntent
 	// Generation is the integration's generation when the authorization
 	// started; the callback commits only if it is still the same.
 	Generation   uint64
@@ -149,6 +152,8 @@ type Store interface {
 	// CompleteTeardown deletes the job and the credentials of its
 	// generation. It never touches another generation's credentials.
 	CompleteTeardown(ctx context.Context, id uint64) error
+
+	AccessStore
 }
 
 // Broker fans committed events out to subscribers.
