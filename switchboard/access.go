@@ -2,6 +2,8 @@ package switchboard
 
 import (
 	"context"
+	"io"
+	"strconv"
 	"time"
 )
 
@@ -64,6 +66,8 @@ type IdempotencyRecord struct {
 
 // WipeResult is what a workspace wipe did, in its one transaction.
 type WipeResult struct {
+	// Workspace is the wiped workspace (set by the service).
+	Workspace *Workspace
 	// Events are the WORKSPACE_WIPED events, one per integration, in
 	// revision order (contiguous); each must be published.
 	Events []*Event
@@ -118,4 +122,9 @@ type AccessStore interface {
 	// the sync scope, which must read the wipe's events) and idempotency
 	// records. ENOTFOUND for an unknown workspace.
 	WipeWorkspace(ctx context.Context, workspaceID string, at time.Time) (*WipeResult, error)
+}
+
+func (r Role) MarshalGQL(w io.Writer) { _, _ = io.WriteString(w, strconv.Quote(string(r))) }
+func (r *Role) UnmarshalGQL(v any) error {
+	return unmarshalEnum(v, (*string)(r), func(x string) bool { return Role(x).Valid() }, "Role")
 }

@@ -87,8 +87,8 @@ func (p *Principal) EffectiveScopes() []string {
 
 // ---- users ----
 
-// CreateUserInput adds a person to the viewer's workspace.
-type CreateUserInput struct {
+// NewUserInput adds a person to the viewer's workspace.
+type NewUserInput struct {
 	Name  string
 	Email string
 	Role  Role
@@ -97,7 +97,7 @@ type CreateUserInput struct {
 // CreateUser adds a user to the viewer's workspace. It needs the ADMIN
 // role and the tokens:admin scope. SUPPORT users are the product's staff:
 // they are created with the command line, not through the API.
-func (s *Service) CreateUser(ctx context.Context, in CreateUserInput) (*User, error) {
+func (s *Service) CreateUser(ctx context.Context, in NewUserInput) (*User, error) {
 	p, err := RequirePrincipal(ctx)
 	if err != nil {
 		return nil, err
@@ -510,6 +510,7 @@ func (s *Service) WipeWorkspace(ctx context.Context, confirmName string) (*WipeR
 	for _, ev := range res.Events {
 		s.Broker.Publish(ev)
 	}
+	res.Workspace = ws
 	s.kickTeardowns()
 	s.audit(ctx, p, "wipeWorkspace", p.WorkspaceID, fmt.Sprintf("%d integrations, %d teardowns, %d tokens deleted", len(res.Events), res.Teardowns, len(res.DeletedTokenIDs)))
 	s.tokensRevoked(res.DeletedTokenIDs...)
