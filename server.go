@@ -77,6 +77,11 @@ type Config struct {
 	ChangelogMaxEvents    int           // per workspace
 	SubscriberQueue       int           // events queued per subscriber before it is cut off
 	WebsocketWriteTimeout time.Duration // a write to a stalled socket fails after this
+	WebsocketInitTimeout  time.Duration // connection_init must come within this
+	// Rate limits (requests per second and burst) per API token and per
+	// client IP on /oauth/callback; negative disables.
+	TokenRate, CallbackRate   float64
+	TokenBurst, CallbackBurst int
 }
 
 // Main is the running program: it opens the store, wires the services and
@@ -243,6 +248,12 @@ func (m *Main) Run(ctx context.Context) error {
 		Ready:          func() bool { return !m.draining.Load() },
 		Revision:       m.store.Revision,
 		Settings:       settingsPlaceholder(),
+
+		TokenRate:            cfg.TokenRate,
+		TokenBurst:           cfg.TokenBurst,
+		CallbackRate:         cfg.CallbackRate,
+		CallbackBurst:        cfg.CallbackBurst,
+		WebsocketInitTimeout: cfg.WebsocketInitTimeout,
 	}
 	opts.WrapWebsocket = m.ws.Middleware
 	if m.sandbox != nil {

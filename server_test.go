@@ -38,6 +38,8 @@ func mustStart(t *testing.T, dir string, configure ...func(*Main)) *Main {
 	m.Config.ShutdownTimeout = 5 * time.Second
 	m.Stdout = io.Discard
 	m.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	// Tests drive the gateway hard; the rate-limit tests turn limits on.
+	m.Config.TokenRate, m.Config.CallbackRate = -1, -1
 	for _, f := range configure {
 		f(m)
 	}
