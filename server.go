@@ -4,6 +4,7 @@
 //
 //	go run .            # dev mode on 127.0.0.1:8080, data in ./data
 //	go run . -h         # flags
+//	go run . token create --workspace W --role admin --plan pure   # first admin token
 package main
 
 import (
@@ -38,6 +39,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		os.Exit(runCLI(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	m := NewMain()
 	if err := m.ParseFlags(os.Args[1:]); err == flag.ErrHelp {
 		os.Exit(0)
@@ -341,6 +345,14 @@ func (m *Main) bootstrapDemo(ctx context.Context) error {
 	} else if err != nil {
 		return err
 	}
+	if _, err := m.store.FindUserByID(ctx, DemoWorkspaceID, DemoUserID); switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
+		err = m.store.CreateUser(ctx, &switchboard.User{ID: DemoUserID, WorkspaceID: DemoWorkspaceID, Name: "Demo admin", Email: "admin@demo.test", Role: switchboard.RoleAdmin})
+		if err != nil {
+			return fmt.Errorf("create demo user: %w", err)
+		}
+	} else if err != nil {
+		return err
+	}
 	path := filepath.Join(m.Config.DataDir, "demo-token")
 	if b, err := os.ReadFile(path); err == nil {
 		tok := strings.TrimSpace(string(b))
@@ -354,6 +366,7 @@ func (m *Main) bootstrapDemo(ctx context.Context) error {
 		UserID:      DemoUserID,
 		Name:        "demo admin",
 		Role:        switchboard.RoleAdmin,
+		Scopes:      []string{switchboard.ScopeIntegrationsRead, switchboard.ScopeIntegrationsWrite, switchboard.ScopeTokensAdmin},
 	})
 	if err != nil {
 		return err
