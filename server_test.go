@@ -27,7 +27,7 @@ import (
 
 // mustStart runs a dev-mode gateway on 127.0.0.1:0 with its data in dir
 // (a new temporary directory when empty).
-func mustStart(t *testing.T, dir string, configure ...func(*Main)) *Main {
+func mustStart(t testing.TB, dir string, configure ...func(*Main)) *Main {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
