@@ -329,8 +329,7 @@ func (s *Store) FindAudit(ctx context.Context, workspaceID string, before uint64
 		if before == 0 {
 			k, v = c.Last()
 		} else {
-			k, v = c.Seek(u64bytes(before))
-			if k == nil {
+			if k, _ = c.Seek(u64bytes(before)); k == nil {
 				k, v = c.Last()
 			} else {
 				k, v = c.Prev()
