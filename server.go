@@ -4,6 +4,7 @@
 //
 //	go run .            # dev mode on 127.0.0.1:8080, data in ./data
 //	go run . -h         # flags
+//	go run . token create --workspace W --role admin --plan pure   # first admin token
 package main
 
 import (
@@ -42,6 +43,8 @@ func main() {
 			os.Exit(runBackup(os.Args[2:], os.Stdout, os.Stderr))
 		case "check":
 			os.Exit(runCheck(os.Args[2:], os.Stdout, os.Stderr))
+		case "token":
+			os.Exit(runCLI(os.Args[1:], os.Stdout, os.Stderr))
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -93,6 +96,11 @@ type Config struct {
 	RefreshMinBackoff     time.Duration
 	RefreshMaxBackoff     time.Duration
 	SandboxAccessTokenTTL time.Duration // dev sandbox's access token lifetime
+	WebsocketInitTimeout  time.Duration // connection_init must come within this
+	// Rate limits (requests per second and burst) per API token and per
+	// client IP on /oauth/callback; negative disables.
+	TokenRate, CallbackRate   float64
+	TokenBurst, CallbackBurst int
 }
 
 // Main is the running program: it opens the store, wires the services and
@@ -149,6 +157,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.Config.ProvidersFile, "providers", m.Config.ProvidersFile, "providers file (YAML: client credentials of built-in providers, custom providers); env SWITCHBOARD_PROVIDERS")
 	origins := fs.String("allow-origin", "", "comma-separated extra origins allowed to open websockets and to be returned to after OAuth")
 	fs.DurationVar(&m.Config.ShutdownTimeout, "shutdown-timeout", m.Config.ShutdownTimeout, "how long in-flight requests may take to finish on SIGTERM")
+	fs.Float64Var(&m.Config.TokenRate, "token-rate", m.Config.TokenRate, "requests per second allowed per API token (0: default 20; negative: no limit)")
+	fs.IntVar(&m.Config.TokenBurst, "token-burst", m.Config.TokenBurst, "burst allowed per API token (0: default 40)")
+	fs.Float64Var(&m.Config.CallbackRate, "callback-rate", m.Config.CallbackRate, "OAuth callbacks per second allowed per client IP (0: default 2; negative: no limit)")
 	fs.DurationVar(&m.Config.RefreshInterval, "refresh-interval", m.Config.RefreshInterval, "longest time between two token refreshes of a connection, so a revocation shows within it (default 1h)")
 	fs.DurationVar(&m.Config.RefreshFailureWindow, "failure-window", m.Config.RefreshFailureWindow, "how long a provider may fail token refreshes before the badge turns Error (default 15m)")
 	if err := fs.Parse(args); err != nil {
@@ -290,6 +301,12 @@ func (m *Main) Run(ctx context.Context) error {
 		Revision:       m.store.Revision,
 		Settings:       settingsPlaceholder(),
 		Metrics:        m.metrics,
+
+		TokenRate:            cfg.TokenRate,
+		TokenBurst:           cfg.TokenBurst,
+		CallbackRate:         cfg.CallbackRate,
+		CallbackBurst:        cfg.CallbackBurst,
+		WebsocketInitTimeout: cfg.WebsocketInitTimeout,
 	}
 	opts.WrapWebsocket = m.ws.Middleware
 	if m.sandbox != nil {
@@ -387,6 +404,14 @@ func (m *Main) bootstrapDemo(ctx context.Context) error {
 	} else if err != nil {
 		return err
 	}
+	if _, err := m.store.FindUserByID(ctx, DemoWorkspaceID, DemoUserID); switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
+		err = m.store.CreateUser(ctx, &switchboard.User{ID: DemoUserID, WorkspaceID: DemoWorkspaceID, Name: "Demo admin", Email: "admin@demo.test", Role: switchboard.RoleAdmin})
+		if err != nil {
+			return fmt.Errorf("create demo user: %w", err)
+		}
+	} else if err != nil {
+		return err
+	}
 	path := filepath.Join(m.Config.DataDir, "demo-token")
 	if b, err := os.ReadFile(path); err == nil {
 		tok := strings.TrimSpace(string(b))
@@ -400,6 +425,7 @@ func (m *Main) bootstrapDemo(ctx context.Context) error {
 		UserID:      DemoUserID,
 		Name:        "demo admin",
 		Role:        switchboard.RoleAdmin,
+		Scopes:      []string{switchboard.ScopeIntegrationsRead, switchboard.ScopeIntegrationsWrite, switchboard.ScopeTokensAdmin},
 	})
 	if err != nil {
 		return err

@@ -22,6 +22,7 @@
 //	  token_meta/<integration id>\x00<generation>    JSON tokenMeta: expiry,
 //	                           issue time and refresh state, in clear, so the
 //	                           refresher's schedule never opens a token
+//	  users, api_token_ids, audit, idempotency, idempotency_expiry: see access.go
 //	api_tokens/<sha256 of the secret>                JSON APIToken
 //	auth_states/<sha256 of the state>                expiry (unix ns) + sealed JSON AuthState
 //	teardown/<sequence>                              JSON TeardownJob
@@ -111,6 +112,9 @@ type Options struct {
 	ChangelogMaxAge time.Duration
 	// Now is the clock. Nil means time.Now. Times are stored in UTC.
 	Now func() time.Time
+	// AuditMaxEntries bounds each workspace's audit log. Zero means
+	// switchboard.AuditMaxEntries.
+	AuditMaxEntries int
 }
 
 // Store is a switchboard.Store on a bbolt file. It is safe for concurrent
@@ -122,6 +126,7 @@ type Store struct {
 	now       func() time.Time
 	maxEvents int           // <= 0: unbounded
 	maxAge    time.Duration // <= 0: unbounded
+	auditMax  int
 }
 
 // Open opens (creating if needed) the data file at path and its parent
@@ -167,6 +172,10 @@ func Open(path string, opts Options) (*Store, error) {
 		now:       func() time.Time { return opts.Now().UTC() },
 		maxEvents: opts.ChangelogMaxEvents,
 		maxAge:    opts.ChangelogMaxAge,
+		auditMax:  opts.AuditMaxEntries,
+	}
+	if s.auditMax <= 0 {
+		s.auditMax = switchboard.AuditMaxEntries
 	}
 	if err := db.Update(s.init); err != nil {
 		db.Close()
@@ -223,6 +232,9 @@ func (s *Store) init(tx *bbolt.Tx) error {
 	})
 	if err != nil {
 		return err
+	}
+	if err := indexTokens(tx); err != nil {
+		return fmt.Errorf("bolt: init: index API tokens: %w", err)
 	}
 	cur := s.keyring.CurrentID()
 	if checks.Get([]byte(cur)) == nil {
@@ -358,7 +370,7 @@ func createWSBucket(tx *bbolt.Tx, workspaceID string) (*bbolt.Bucket, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range [][]byte{bIntegrations, bByProvider, bChangelog, bTokens, bTokenMeta} {
+	for _, name := range append([][]byte{bIntegrations, bByProvider, bChangelog, bTokens, bTokenMeta}, accessBuckets...) {
 		if _, err := ws.CreateBucketIfNotExists(name); err != nil {
 			return nil, err
 		}

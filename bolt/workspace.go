@@ -85,6 +85,16 @@ func (s *Store) CreateAPIToken(ctx context.Context, t *switchboard.APIToken, sec
 		if b.Get(secretHash) != nil {
 			return switchboard.Errorf(switchboard.ECONFLICT, "An API token with this secret already exists.")
 		}
+		ws, err := createWSBucket(tx, c.WorkspaceID)
+		if err != nil {
+			return err
+		}
+		if ws.Bucket(bTokenIDs).Get([]byte(c.ID)) != nil {
+			return switchboard.Errorf(switchboard.ECONFLICT, "An API token with ID %s already exists.", c.ID)
+		}
+		if err := ws.Bucket(bTokenIDs).Put([]byte(c.ID), secretHash); err != nil {
+			return err
+		}
 		return putJSON(b, secretHash, &c)
 	})
 	if err != nil {

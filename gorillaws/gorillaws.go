@@ -18,6 +18,7 @@
 package gorillaws
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -303,7 +304,8 @@ var (
 	_ transport.WebsocketReadDeadliner = (*conn)(nil)
 )
 
-// NextReader returns the next message. A normal close by the peer (1000,
+// NextReader returns the next message, read whole (the read limit bounds
+// it). A normal close by the peer (1000,
 // 1001, 1005), and anything once we are closing, is
 // transport.ErrWebsocketClosed.
 func (c *conn) NextReader() (int, io.Reader, error) {
@@ -315,13 +317,20 @@ func (c *conn) NextReader() (int, io.Reader, error) {
 	c.reading = true
 	c.mu.Unlock()
 
+	// The whole message is read while reading is set, so that Close
+	// never starts a lingering reader on the socket while the message is
+	// still being consumed.
 	typ, r, err := c.ws.NextReader()
+	var data []byte
+	if err == nil {
+		data, err = io.ReadAll(r)
+	}
 
 	c.mu.Lock()
 	c.reading = false
 	if err == nil {
 		c.mu.Unlock()
-		return typ, r, nil
+		return typ, bytes.NewReader(data), nil
 	}
 	var ce *websocket.CloseError
 	if errors.As(err, &ce) {

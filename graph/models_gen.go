@@ -3,6 +3,8 @@
 package graph
 
 import (
+	"time"
+
 	"github.com/bont/switchboard/switchboard"
 )
 
@@ -10,6 +12,7 @@ type ConfigureIntegrationInput struct {
 	ID               string                      `json:"id"`
 	Settings         []*switchboard.SettingInput `json:"settings"`
 	ExpectedRevision *uint64                     `json:"expectedRevision,omitempty"`
+	IdempotencyKey   *string                     `json:"idempotencyKey,omitempty"`
 }
 
 type ConnectIntegrationInput struct {
@@ -18,11 +21,33 @@ type ConnectIntegrationInput struct {
 	ReturnTo *string `json:"returnTo,omitempty"`
 	// Suggests the account to sign in as (passed to the provider as login_hint).
 	LoginHint *string `json:"loginHint,omitempty"`
+	// See Idempotency keys, below.
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+}
+
+type CreateAPITokenInput struct {
+	Name string `json:"name"`
+	// The user the token acts as (default: the viewer's). Admins only for another user.
+	UserID *string `json:"userId,omitempty"`
+	// Default: integrations:read and integrations:write. Never more than the viewer's token has.
+	Scopes         []string   `json:"scopes,omitempty"`
+	ExpiresAt      *time.Time `json:"expiresAt,omitempty"`
+	IdempotencyKey *string    `json:"idempotencyKey,omitempty"`
+}
+
+type CreateUserInput struct {
+	Name           string           `json:"name"`
+	Email          *string          `json:"email,omitempty"`
+	Role           switchboard.Role `json:"role"`
+	IdempotencyKey *string          `json:"idempotencyKey,omitempty"`
 }
 
 type DisconnectIntegrationInput struct {
 	ID      string `json:"id"`
 	Confirm bool   `json:"confirm"`
+	// Fail with CONFLICT unless the integration is still at this revision.
+	ExpectedRevision *uint64 `json:"expectedRevision,omitempty"`
+	IdempotencyKey   *string `json:"idempotencyKey,omitempty"`
 }
 
 type Mutation struct {
@@ -32,7 +57,19 @@ type Query struct {
 }
 
 type ReconnectIntegrationInput struct {
-	ID        string  `json:"id"`
-	ReturnTo  *string `json:"returnTo,omitempty"`
-	LoginHint *string `json:"loginHint,omitempty"`
+	ID             string  `json:"id"`
+	ReturnTo       *string `json:"returnTo,omitempty"`
+	LoginHint      *string `json:"loginHint,omitempty"`
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+}
+
+type RevokeAPITokenInput struct {
+	ID             string  `json:"id"`
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+}
+
+type WipeWorkspaceInput struct {
+	// The workspace's name, typed as confirmation.
+	ConfirmName    string  `json:"confirmName"`
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 }

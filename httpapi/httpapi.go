@@ -6,11 +6,14 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -35,8 +38,19 @@ import (
 const (
 	MaxBodyBytes         = 1 << 20 // request bodies and websocket frames
 	ComplexityLimit      = 500
+	DepthLimit           = 15 // deep enough for the introspection query
+	ParserTokenLimit     = 15000
 	WebsocketInitTimeout = 10 * time.Second
 	WebsocketPing        = 25 * time.Second
+	MaxSubscriptions     = 50 // per websocket connection
+
+	// Per API token: sustained requests per second and burst. Each
+	// websocket connection counts as one request.
+	DefaultTokenRate  = 20
+	DefaultTokenBurst = 40
+	// Per client IP on /oauth/callback.
+	DefaultCallbackRate  = 2
+	DefaultCallbackBurst = 20
 )
 
 // Options wires the handler.
@@ -61,12 +75,51 @@ type Options struct {
 	Revision func(context.Context) (uint64, error)
 	// Metrics, when set, records HTTP metrics and serves /metrics.
 	Metrics *metrics.Metrics
+
+	// Rate limits; zero means the defaults above, negative means none.
+	TokenRate, CallbackRate   float64
+	TokenBurst, CallbackBurst int
+	// WebsocketInitTimeout: zero means the default above.
+	WebsocketInitTimeout time.Duration
+
+	tokenLimits    *limiters
+	callbackLimits *limiters
+	conns          *tokenConns
+}
+
+func limitsOr(r float64, b int, dr float64, db int) *limiters {
+	if r == 0 {
+		r, b = dr, db
+	}
+	if b <= 0 {
+		b = int(math.Max(1, r))
+	}
+	return newLimiters(r, b)
 }
 
 // New returns the gateway's HTTP handler.
 func New(o Options) http.Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.WebsocketInitTimeout <= 0 {
+		o.WebsocketInitTimeout = WebsocketInitTimeout
+	}
+	o.tokenLimits = limitsOr(o.TokenRate, o.TokenBurst, DefaultTokenRate, DefaultTokenBurst)
+	o.callbackLimits = limitsOr(o.CallbackRate, o.CallbackBurst, DefaultCallbackRate, DefaultCallbackBurst)
+	o.conns = &tokenConns{close: func(ctx context.Context, code int, reason string) bool {
+		if o.CloseWebsocket == nil {
+			return false
+		}
+		return o.CloseWebsocket(ctx, code, reason)
+	}}
+	// Revoked and deleted tokens close their websockets at once.
+	prev := o.Service.TokensRevoked
+	o.Service.TokensRevoked = func(ids []string) {
+		if prev != nil {
+			prev(ids)
+		}
+		o.conns.revoked(ids)
 	}
 	mux := http.NewServeMux()
 	gql := o.graphQLServer()
@@ -75,8 +128,12 @@ func New(o Options) http.Handler {
 		gqlHandler = o.WrapWebsocket(gqlHandler)
 	}
 	mux.Handle("/graphql", gqlHandler)
-	mux.Handle("GET /playground", playground.Handler("Switchboard", "/graphql"))
-	mux.HandleFunc("GET /oauth/callback", o.callback)
+	if o.Dev {
+		// GraphiQL, like introspection and field suggestions, is for
+		// development only.
+		mux.Handle("GET /playground", playground.Handler("Switchboard", "/graphql"))
+	}
+	mux.HandleFunc("GET /oauth/callback", o.limitCallback(o.callback))
 	mux.HandleFunc("GET /healthz", o.healthz)
 	mux.HandleFunc("GET /readyz", o.readyz)
 	if o.Metrics != nil {
@@ -115,9 +172,11 @@ func (o Options) graphQLServer() *handler.Server {
 	}}))
 	readLimit := int64(MaxBodyBytes)
 	srv.AddTransport(transport.Websocket{
-		Implementation:        o.Websocket,
-		InitFunc:              o.websocketInit,
-		InitTimeout:           WebsocketInitTimeout,
+		Implementation: &wsGuard{inner: o.Websocket, initTimeout: o.WebsocketInitTimeout, maxSubscriptions: MaxSubscriptions},
+		InitFunc:       o.websocketInit,
+		// The guard closes a connection without connection_init with
+		// 4408; gqlgen's own timeout would close it with 1002.
+		InitTimeout:           0,
 		KeepAlivePingInterval: WebsocketPing,
 		PayloadReadLimit:      &readLimit,
 		ErrorFunc: func(ctx context.Context, err error) {
@@ -128,9 +187,14 @@ func (o Options) graphQLServer() *handler.Server {
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.Use(extension.Introspection{})
+	if o.Dev {
+		srv.Use(extension.Introspection{})
+	}
+	srv.SetDisableSuggestion(!o.Dev)
+	srv.SetParserTokenLimit(ParserTokenLimit)
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	srv.Use(extension.FixedComplexityLimit(ComplexityLimit))
+	srv.Use(depthLimit{max: DepthLimit})
 	srv.SetErrorPresenter(o.presentError)
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		o.Logger.Error("panic in resolver", "panic", p, "stack", string(debug.Stack()))
@@ -186,7 +250,6 @@ func (o Options) authenticate(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 		p, err := o.Service.Authenticate(r.Context(), bearer(r.Header.Get("Authorization")))
 		if err != nil {
 			writeGraphQLError(w, http.StatusUnauthorized, err)
@@ -195,6 +258,22 @@ func (o Options) authenticate(next http.Handler) http.Handler {
 		if ri := infoFrom(r.Context()); ri != nil {
 			ri.workspace = p.WorkspaceID
 		}
+		if ok, wait := o.tokenLimits.allow(p.TokenID); !ok {
+			tooMany(w, wait, "with this API token")
+			return
+		}
+		// Read the body here, so that an oversized one is a 413 rather
+		// than a decoding error.
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeCodeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("The request body is over the limit of %d bytes.", MaxBodyBytes))
+			return
+		} else if err != nil {
+			writeCodeError(w, http.StatusBadRequest, switchboard.EINVALID, "The request body could not be read.")
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(w, r.WithContext(switchboard.NewContextWithPrincipal(r.Context(), p)))
 	})
 }
@@ -234,7 +313,32 @@ func (o Options) websocketInit(ctx context.Context, payload transport.InitPayloa
 		ctx = transport.AppendCloseReason(ctx, "Forbidden")
 		return ctx, nil, errors.New(switchboard.ErrorMessage(err))
 	}
+	if ok, _ := o.tokenLimits.allow(p.TokenID); !ok {
+		ctx = transport.WithWebsocketCloseCode(ctx, 4429)
+		ctx = transport.AppendCloseReason(ctx, "Too many requests with this API token")
+		return ctx, nil, errors.New("too many requests with this API token; retry later")
+	}
+	o.conns.add(ctx, p.TokenID, p.ExpiresAt)
 	return switchboard.NewContextWithPrincipal(ctx, p), nil, nil
+}
+
+// limitCallback rate-limits the OAuth callback per client IP.
+func (o Options) limitCallback(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ok, wait := o.callbackLimits.allow(clientIP(r)); !ok {
+			tooMany(w, wait, "from this address")
+			return
+		}
+		next(w, r)
+	}
+}
+
+func writeCodeError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"errors": []map[string]any{{"message": message, "extensions": map[string]any{"code": code}}},
+	})
 }
 
 func writeGraphQLError(w http.ResponseWriter, status int, err error) {

@@ -50,3 +50,18 @@ func (r *Resolver) stream(ctx context.Context, sub *switchboard.Subscription) <-
 	}()
 	return out
 }
+
+// once runs a mutation through the service's idempotency keys: with a key,
+// a repeat by the same token returns the first result. Without one it just
+// runs fn.
+func once[T any](ctx context.Context, r *Resolver, key *string, operation string, input any, fn func() (*T, error)) (*T, error) {
+	if key == nil || *key == "" {
+		return fn()
+	}
+	out := new(T)
+	err := r.Service.Idempotent(ctx, *key, operation, input, out, func() (any, error) { return fn() })
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

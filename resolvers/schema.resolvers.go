@@ -7,6 +7,8 @@ package resolvers
 
 import (
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/bont/switchboard/graph"
 	"github.com/bont/switchboard/switchboard"
@@ -18,6 +20,29 @@ func (r *accountResolver) Name(ctx context.Context, obj *switchboard.Account) (*
 
 func (r *accountResolver) Email(ctx context.Context, obj *switchboard.Account) (*string, error) {
 	return optional(obj.Email), nil
+}
+
+func (r *auditEntryResolver) ID(ctx context.Context, obj *switchboard.AuditEntry) (string, error) {
+	return fmt.Sprintf("aud_%d", obj.Seq), nil
+}
+
+func (r *auditEntryResolver) TokenID(ctx context.Context, obj *switchboard.AuditEntry) (*string, error) {
+	return optional(obj.TokenID), nil
+}
+
+func (r *auditEntryResolver) Role(ctx context.Context, obj *switchboard.AuditEntry) (*switchboard.Role, error) {
+	if obj.Role == "" {
+		return nil, nil
+	}
+	return &obj.Role, nil
+}
+
+func (r *auditEntryResolver) Detail(ctx context.Context, obj *switchboard.AuditEntry) (*string, error) {
+	return optional(obj.Detail), nil
+}
+
+func (r *auditLogPageResolver) NextCursor(ctx context.Context, obj *switchboard.AuditPage) (*string, error) {
+	return optional(obj.NextCursor), nil
 }
 
 func (r *integrationResolver) Provider(ctx context.Context, obj *switchboard.Integration) (*switchboard.Provider, error) {
@@ -50,17 +75,25 @@ func (r *integrationEventResolver) Kind(ctx context.Context, obj *switchboard.Ev
 }
 
 func (r *mutationResolver) ConnectIntegration(ctx context.Context, input graph.ConnectIntegrationInput) (*switchboard.AuthorizationPayload, error) {
-	p, err := r.Service.Connect(ctx, switchboard.ConnectInput{ProviderID: input.Provider, ReturnTo: deref(input.ReturnTo), LoginHint: deref(input.LoginHint)})
-	return p, err
+	return once(ctx, r.Resolver, input.IdempotencyKey, "connectIntegration", input, func() (*switchboard.AuthorizationPayload, error) {
+		return r.Service.Connect(ctx, switchboard.ConnectInput{ProviderID: input.Provider, ReturnTo: deref(input.ReturnTo), LoginHint: deref(input.LoginHint)})
+	})
 }
 
 func (r *mutationResolver) ReconnectIntegration(ctx context.Context, input graph.ReconnectIntegrationInput) (*switchboard.AuthorizationPayload, error) {
-	p, err := r.Service.Reconnect(ctx, switchboard.ReconnectInput{ID: input.ID, ReturnTo: deref(input.ReturnTo), LoginHint: deref(input.LoginHint)})
-	return p, err
+	return once(ctx, r.Resolver, input.IdempotencyKey, "reconnectIntegration", input, func() (*switchboard.AuthorizationPayload, error) {
+		return r.Service.Reconnect(ctx, switchboard.ReconnectInput{ID: input.ID, ReturnTo: deref(input.ReturnTo), LoginHint: deref(input.LoginHint)})
+	})
 }
 
 func (r *mutationResolver) DisconnectIntegration(ctx context.Context, input graph.DisconnectIntegrationInput) (*switchboard.Integration, error) {
-	return r.Service.Disconnect(ctx, input.ID, input.Confirm)
+	var expected uint64
+	if input.ExpectedRevision != nil {
+		expected = *input.ExpectedRevision
+	}
+	return once(ctx, r.Resolver, input.IdempotencyKey, "disconnectIntegration", input, func() (*switchboard.Integration, error) {
+		return r.Service.DisconnectAt(ctx, input.ID, input.Confirm, expected)
+	})
 }
 
 func (r *mutationResolver) ConfigureIntegration(ctx context.Context, input graph.ConfigureIntegrationInput) (*switchboard.Integration, error) {
@@ -71,7 +104,33 @@ func (r *mutationResolver) ConfigureIntegration(ctx context.Context, input graph
 	if input.ExpectedRevision != nil {
 		in.ExpectedRevision = *input.ExpectedRevision
 	}
-	return r.Service.Configure(ctx, in)
+	return once(ctx, r.Resolver, input.IdempotencyKey, "configureIntegration", input, func() (*switchboard.Integration, error) {
+		return r.Service.Configure(ctx, in)
+	})
+}
+
+func (r *mutationResolver) CreateAPIToken(ctx context.Context, input graph.CreateAPITokenInput) (*switchboard.CreatedAPIToken, error) {
+	return once(ctx, r.Resolver, input.IdempotencyKey, "createApiToken", input, func() (*switchboard.CreatedAPIToken, error) {
+		return r.Service.CreateToken(ctx, switchboard.CreateTokenInput{Name: input.Name, UserID: deref(input.UserID), Scopes: input.Scopes, ExpiresAt: input.ExpiresAt})
+	})
+}
+
+func (r *mutationResolver) RevokeAPIToken(ctx context.Context, input graph.RevokeAPITokenInput) (*switchboard.APIToken, error) {
+	return once(ctx, r.Resolver, input.IdempotencyKey, "revokeApiToken", input, func() (*switchboard.APIToken, error) {
+		return r.Service.RevokeToken(ctx, input.ID)
+	})
+}
+
+func (r *mutationResolver) CreateUser(ctx context.Context, input graph.CreateUserInput) (*switchboard.User, error) {
+	return once(ctx, r.Resolver, input.IdempotencyKey, "createUser", input, func() (*switchboard.User, error) {
+		return r.Service.CreateUser(ctx, switchboard.NewUserInput{Name: input.Name, Email: deref(input.Email), Role: input.Role})
+	})
+}
+
+func (r *mutationResolver) WipeWorkspace(ctx context.Context, input graph.WipeWorkspaceInput) (*switchboard.WipeResult, error) {
+	return once(ctx, r.Resolver, input.IdempotencyKey, "wipeWorkspace", input, func() (*switchboard.WipeResult, error) {
+		return r.Service.WipeWorkspace(ctx, input.ConfirmName)
+	})
 }
 
 func (r *providerResolver) UnavailableReason(ctx context.Context, obj *switchboard.Provider) (*string, error) {
@@ -94,6 +153,26 @@ func (r *queryResolver) Providers(ctx context.Context, category *switchboard.Cat
 	return r.Service.Providers(ctx, category)
 }
 
+func (r *queryResolver) Viewer(ctx context.Context) (*switchboard.Viewer, error) {
+	return r.Service.Viewer(ctx)
+}
+
+func (r *queryResolver) APITokens(ctx context.Context) ([]*switchboard.APIToken, error) {
+	return r.Service.APITokens(ctx)
+}
+
+func (r *queryResolver) Users(ctx context.Context) ([]*switchboard.User, error) {
+	return r.Service.Users(ctx)
+}
+
+func (r *queryResolver) AuditLog(ctx context.Context, first *int, after *string) (*switchboard.AuditPage, error) {
+	n := 50
+	if first != nil {
+		n = *first
+	}
+	return r.Service.AuditLog(ctx, n, deref(after))
+}
+
 func (r *subscriptionResolver) IntegrationEvents(ctx context.Context, afterRevision *uint64, category *switchboard.Category) (<-chan *switchboard.Event, error) {
 	sub, err := r.Service.Subscribe(ctx, afterRevision, category)
 	if err != nil {
@@ -102,7 +181,47 @@ func (r *subscriptionResolver) IntegrationEvents(ctx context.Context, afterRevis
 	return r.stream(ctx, sub), nil
 }
 
+func (r *userResolver) Email(ctx context.Context, obj *switchboard.User) (*string, error) {
+	return optional(obj.Email), nil
+}
+
+func (r *viewerResolver) UserID(ctx context.Context, obj *switchboard.Viewer) (string, error) {
+	return obj.Principal.UserID, nil
+}
+
+func (r *viewerResolver) Role(ctx context.Context, obj *switchboard.Viewer) (switchboard.Role, error) {
+	return obj.Principal.Role, nil
+}
+
+func (r *viewerResolver) Scopes(ctx context.Context, obj *switchboard.Viewer) ([]string, error) {
+	return obj.Principal.EffectiveScopes(), nil
+}
+
+func (r *viewerResolver) TokenID(ctx context.Context, obj *switchboard.Viewer) (string, error) {
+	return obj.Principal.TokenID, nil
+}
+
+func (r *viewerResolver) TokenExpiresAt(ctx context.Context, obj *switchboard.Viewer) (*time.Time, error) {
+	return obj.Principal.ExpiresAt, nil
+}
+
+func (r *wipeWorkspacePayloadResolver) IntegrationsWiped(ctx context.Context, obj *switchboard.WipeResult) (int, error) {
+	return len(obj.Events), nil
+}
+
+func (r *wipeWorkspacePayloadResolver) TokensDeleted(ctx context.Context, obj *switchboard.WipeResult) (int, error) {
+	return len(obj.DeletedTokenIDs), nil
+}
+
+func (r *workspaceResolver) Plan(ctx context.Context, obj *switchboard.Workspace) (string, error) {
+	return string(obj.Plan), nil
+}
+
 func (r *Resolver) Account() graph.AccountResolver { return &accountResolver{r} }
+
+func (r *Resolver) AuditEntry() graph.AuditEntryResolver { return &auditEntryResolver{r} }
+
+func (r *Resolver) AuditLogPage() graph.AuditLogPageResolver { return &auditLogPageResolver{r} }
 
 func (r *Resolver) Integration() graph.IntegrationResolver { return &integrationResolver{r} }
 
@@ -118,12 +237,28 @@ func (r *Resolver) Query() graph.QueryResolver { return &queryResolver{r} }
 
 func (r *Resolver) Subscription() graph.SubscriptionResolver { return &subscriptionResolver{r} }
 
+func (r *Resolver) User() graph.UserResolver { return &userResolver{r} }
+
+func (r *Resolver) Viewer() graph.ViewerResolver { return &viewerResolver{r} }
+
+func (r *Resolver) WipeWorkspacePayload() graph.WipeWorkspacePayloadResolver {
+	return &wipeWorkspacePayloadResolver{r}
+}
+
+func (r *Resolver) Workspace() graph.WorkspaceResolver { return &workspaceResolver{r} }
+
 type (
-	accountResolver          struct{ *Resolver }
-	integrationResolver      struct{ *Resolver }
-	integrationEventResolver struct{ *Resolver }
-	mutationResolver         struct{ *Resolver }
-	providerResolver         struct{ *Resolver }
-	queryResolver            struct{ *Resolver }
-	subscriptionResolver     struct{ *Resolver }
+	accountResolver              struct{ *Resolver }
+	auditEntryResolver           struct{ *Resolver }
+	auditLogPageResolver         struct{ *Resolver }
+	integrationResolver          struct{ *Resolver }
+	integrationEventResolver     struct{ *Resolver }
+	mutationResolver             struct{ *Resolver }
+	providerResolver             struct{ *Resolver }
+	queryResolver                struct{ *Resolver }
+	subscriptionResolver         struct{ *Resolver }
+	userResolver                 struct{ *Resolver }
+	viewerResolver               struct{ *Resolver }
+	wipeWorkspacePayloadResolver struct{ *Resolver }
+	workspaceResolver            struct{ *Resolver }
 )

@@ -38,6 +38,14 @@ type Service struct {
 	// ReturnToAllowed says whether /oauth/callback may send the browser to
 	// a returnTo URL. Nil allows none.
 	ReturnToAllowed func(string) bool
+	// TokensRevoked, when set, is told about API tokens that were revoked
+	// or deleted, so that connections opened with them can be closed.
+	TokensRevoked func(ids []string)
+
+	touchMu sync.Mutex
+	touched map[string]time.Time // token ID → last recorded use
+	keysMu  sync.Mutex
+	keys    map[string]*keyLock // idempotency keys in flight
 
 	// refresher, when set (NewRefresher), learns of every credential write
 	// and status change from commit.
@@ -84,11 +92,17 @@ func (s *Service) commit(ctx context.Context, c Change) (*Event, error) {
 	if err != nil || ev == nil {
 		return nil, err
 	}
+	s.publish(ev, c.Tokens)
+	return ev, nil
+}
+
+// publish hands a committed event to the broker and the refresher. Every
+// committed event goes through here exactly once.
+func (s *Service) publish(ev *Event, tokens *TokenSet) {
 	s.Broker.Publish(ev)
 	if s.refresher != nil {
-		s.refresher.observe(ev, c.Tokens)
+		s.refresher.observe(ev, tokens)
 	}
-	return ev, nil
 }
 
 // ---- reading ----
@@ -96,7 +110,7 @@ func (s *Service) commit(ctx context.Context, c Change) (*Event, error) {
 // Providers lists the catalogue as the viewer's workspace sees it: a
 // provider is available only if it is configured and on the plan.
 func (s *Service) Providers(ctx context.Context, category *Category) ([]*Provider, error) {
-	p, err := RequirePrincipal(ctx)
+	p, err := reader(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +175,7 @@ func (s *Service) Provider(id string) (*Provider, error) {
 // Integrations lists the viewer's workspace's integrations and the viewer's
 // own personal ones.
 func (s *Service) Integrations(ctx context.Context, f IntegrationFilter) ([]*Integration, error) {
-	p, err := RequirePrincipal(ctx)
+	p, err := reader(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +188,7 @@ func (s *Service) Integrations(ctx context.Context, f IntegrationFilter) ([]*Int
 // other workspaces, and other users' personal ones, are ENOTFOUND exactly
 // like IDs that do not exist.
 func (s *Service) Integration(ctx context.Context, id string) (*Integration, error) {
-	p, err := RequirePrincipal(ctx)
+	p, err := reader(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +237,7 @@ func forbidden(c Category) error {
 // Actions returns the actions the viewer in ctx may take on in.
 func (s *Service) Actions(ctx context.Context, in *Integration) []Action {
 	p := PrincipalFromContext(ctx)
-	if p == nil || !canManage(p, in.Category, in.OwnerUserID) {
+	if p == nil || !p.HasScope(ScopeIntegrationsWrite) || !canManage(p, in.Category, in.OwnerUserID) {
 		return []Action{}
 	}
 	return ActionsFor(in.Status)
@@ -259,7 +273,7 @@ type ConnectInput struct {
 // and returns the provider's authorization URL. The card turns CONNECTED
 // only when the callback completes.
 func (s *Service) Connect(ctx context.Context, in ConnectInput) (*AuthorizationPayload, error) {
-	p, err := RequirePrincipal(ctx)
+	p, err := writer(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +313,11 @@ func (s *Service) Connect(ctx context.Context, in ConnectInput) (*AuthorizationP
 	if cur.Status != StatusDisconnected {
 		return nil, Errorf(ECONFLICT, "%s is already connected (status %s). Use reconnectIntegration to sign in again, or disconnect it first to connect another account.", pv.Name, cur.Status)
 	}
-	return s.startAuthorization(ctx, p, cur, pv, IntentConnect, in.ReturnTo, in.LoginHint)
+	res, err := s.startAuthorization(ctx, p, cur, pv, IntentConnect, in.ReturnTo, in.LoginHint)
+	if err == nil {
+		s.audit(ctx, p, "connectIntegration", cur.ID, "started authorization with "+pv.ID)
+	}
+	return res, err
 }
 
 // checkOneCRM refuses to connect a CRM while another CRM of the workspace
@@ -377,7 +395,7 @@ type ReconnectInput struct {
 // status but DISCONNECTED (re-consenting a connected integration is
 // harmless); a disconnected one is connected again with Connect.
 func (s *Service) Reconnect(ctx context.Context, in ReconnectInput) (*AuthorizationPayload, error) {
-	p, err := RequirePrincipal(ctx)
+	p, err := writer(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +416,11 @@ func (s *Service) Reconnect(ctx context.Context, in ReconnectInput) (*Authorizat
 	if err := s.checkReturnTo(in.ReturnTo); err != nil {
 		return nil, err
 	}
-	return s.startAuthorization(ctx, p, cur, pv, IntentReconnect, in.ReturnTo, in.LoginHint)
+	res, err := s.startAuthorization(ctx, p, cur, pv, IntentReconnect, in.ReturnTo, in.LoginHint)
+	if err == nil {
+		s.audit(ctx, p, "reconnectIntegration", cur.ID, "started authorization with "+pv.ID)
+	}
+	return res, err
 }
 
 func (s *Service) checkReturnTo(returnTo string) error {
@@ -424,6 +446,8 @@ func (s *Service) startAuthorization(ctx context.Context, p *Principal, cur *Int
 		IntegrationID: cur.ID,
 		ProviderID:    pv.ID,
 		UserID:        p.UserID,
+		TokenID:       p.TokenID,
+		Role:          p.Role,
 		Intent:        intent,
 		Generation:    cur.Generation,
 		CodeVerifier:  verifier,
@@ -523,6 +547,8 @@ func (s *Service) CompleteAuthorization(ctx context.Context, cp CallbackParams) 
 		}
 		return nil, err
 	}
+	s.audit(ctx, &Principal{WorkspaceID: st.WorkspaceID, UserID: st.UserID, TokenID: st.TokenID, Role: st.Role}, "oauthCallback", st.IntegrationID,
+		fmt.Sprintf("%s as %s, generation %d, revision %d", ev.Kind, accountLabel(grant.Account), ev.Integration.Generation, ev.Revision))
 	return &CallbackResult{Integration: ev.Integration, Event: ev, Provider: pv, ReturnTo: st.ReturnTo}, nil
 }
 
@@ -640,7 +666,13 @@ func (s *Service) Wait() { s.bg.Wait() }
 // and can never touch a newer connection. Disconnecting a disconnected
 // integration changes nothing.
 func (s *Service) Disconnect(ctx context.Context, id string, confirm bool) (*Integration, error) {
-	p, err := RequirePrincipal(ctx)
+	return s.DisconnectAt(ctx, id, confirm, 0)
+}
+
+// DisconnectAt is Disconnect that fails with ECONFLICT unless the
+// integration is at expectedRevision (0: any).
+func (s *Service) DisconnectAt(ctx context.Context, id string, confirm bool, expectedRevision uint64) (*Integration, error) {
+	p, err := writer(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -656,9 +688,10 @@ func (s *Service) Disconnect(ctx context.Context, id string, confirm bool) (*Int
 	}
 	now := s.now()
 	ev, err := s.commit(ctx, Change{
-		WorkspaceID:   p.WorkspaceID,
-		IntegrationID: id,
-		At:            now,
+		WorkspaceID:      p.WorkspaceID,
+		IntegrationID:    id,
+		ExpectedRevision: expectedRevision,
+		At:               now,
 		Teardown: &TeardownJob{
 			WorkspaceID:   p.WorkspaceID,
 			IntegrationID: id,
@@ -693,6 +726,7 @@ func (s *Service) Disconnect(ctx context.Context, id string, confirm bool) (*Int
 		return s.Store.FindIntegrationByID(ctx, p.WorkspaceID, id)
 	}
 	s.kickTeardowns()
+	s.audit(ctx, p, "disconnectIntegration", id, fmt.Sprintf("generation %d, revision %d", cur.Generation, ev.Revision))
 	return ev.Integration, nil
 }
 
@@ -707,7 +741,7 @@ type ConfigureInput struct {
 // stores them. Keys not given keep their values. With ExpectedRevision it
 // fails with ECONFLICT if the integration changed since.
 func (s *Service) Configure(ctx context.Context, in ConfigureInput) (*Integration, error) {
-	p, err := RequirePrincipal(ctx)
+	p, err := writer(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -751,6 +785,11 @@ func (s *Service) Configure(ctx context.Context, in ConfigureInput) (*Integratio
 	if ev == nil {
 		return s.Store.FindIntegrationByID(ctx, p.WorkspaceID, in.ID)
 	}
+	keys := make([]string, len(in.Settings))
+	for i, st := range in.Settings {
+		keys[i] = st.Key
+	}
+	s.audit(ctx, p, "configureIntegration", in.ID, fmt.Sprintf("settings %s, revision %d", strings.Join(keys, " "), ev.Revision))
 	return ev.Integration, nil
 }
 
@@ -760,7 +799,7 @@ func (s *Service) Configure(ctx context.Context, in ConfigureInput) (*Integratio
 // (nil: live only), optionally of one category. Other users' personal
 // integrations are never sent.
 func (s *Service) Subscribe(ctx context.Context, afterRevision *uint64, category *Category) (*Subscription, error) {
-	p, err := RequirePrincipal(ctx)
+	p, err := reader(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -925,7 +964,8 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, 
 	if t.RevokedAt != nil || (t.ExpiresAt != nil && !now.Before(*t.ExpiresAt)) {
 		return nil, fail
 	}
-	return &Principal{WorkspaceID: t.WorkspaceID, UserID: t.UserID, Role: t.Role, TokenID: t.ID, Scopes: t.Scopes}, nil
+	s.touch(ctx, t, now)
+	return &Principal{WorkspaceID: t.WorkspaceID, UserID: t.UserID, Role: t.Role, TokenID: t.ID, Scopes: t.Scopes, ExpiresAt: t.ExpiresAt}, nil
 }
 
 // NewID returns a random identifier with a prefix, e.g. "int_5kq…".

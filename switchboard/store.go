@@ -34,7 +34,10 @@ type AuthState struct {
 	IntegrationID string
 	ProviderID    string
 	UserID        string
-	Intent        AuthIntent
+	// TokenID and Role are who started it, for the audit log.
+	TokenID string
+	Role    Role
+	Intent  AuthIntent
 	// Generation is the integration's generation when the authorization
 	// started; the callback commits only if it is still the same.
 	Generation   uint64
@@ -153,6 +156,7 @@ type Store interface {
 	CompleteTeardown(ctx context.Context, id uint64) error
 
 	RefreshStore
+	AccessStore
 }
 
 // Broker fans committed events out to subscribers.

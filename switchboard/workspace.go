@@ -60,6 +60,9 @@ type Principal struct {
 	Role        Role
 	TokenID     string
 	Scopes      []string
+	// ExpiresAt is when the token stops working (nil: never). Long-lived
+	// connections opened with it are closed then.
+	ExpiresAt *time.Time
 }
 
 // HasScope reports whether the principal's token carries scope. A token
