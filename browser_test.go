@@ -49,9 +49,18 @@ func chromiumPath(t *testing.T) string {
 	return ""
 }
 
-// newBrowser starts a fresh headless chromium (own profile) and opens the
-// settings page of m through its dev sign-in link.
+// newBrowser starts a fresh headless chromium and opens the settings page
+// of m through its dev sign-in link.
 func newBrowser(t *testing.T, m *Main) *browser {
+	t.Helper()
+	b := &browser{t: t, ctx: newBrowserContext(t), m: m}
+	b.do(chromedp.EmulateViewport(1200, 900), chromedp.Navigate(m.SigninURL))
+	b.until("the page is live", `document.body.dataset.conn === "live"`)
+	return b
+}
+
+// newBrowserContext starts headless chromium with a profile of its own.
+func newBrowserContext(t *testing.T) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath(t)),
@@ -66,10 +75,7 @@ func newBrowser(t *testing.T, m *Main) *browser {
 	ctx, cancelTab := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
 	t.Cleanup(func() { cancelTimeout(); cancelTab(); cancelAlloc() })
-	b := &browser{t: t, ctx: ctx, m: m}
-	b.do(chromedp.EmulateViewport(1200, 900), chromedp.Navigate(m.SigninURL))
-	b.until("the page is live", `document.body.dataset.conn === "live"`)
-	return b
+	return ctx
 }
 
 func (b *browser) do(steps ...chromedp.Action[chromedp.Void]) {
@@ -115,9 +121,14 @@ func screenshotDir() string {
 }
 
 // shot saves a PNG of the whole page as <dir>/<name>.png.
-func (b *browser) shot(name string) {
+func (b *browser) shot(name string) { b.save(name, chromedp.FullScreenshot(100)) }
+
+// shotViewport saves what the window shows (a modal dialog and its backdrop).
+func (b *browser) shotViewport(name string) { b.save(name, chromedp.CaptureScreenshot()) }
+
+func (b *browser) save(name string, capture chromedp.Action[[]byte]) {
 	b.t.Helper()
-	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	png, err := chromedp.Run(b.ctx, capture)
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return
@@ -209,7 +220,7 @@ func TestBrowserConnectAndDisconnect(t *testing.T) {
 	b.click(crmCard + ` [data-action="DISCONNECT"]`)
 	b.until("the dialog", `document.querySelector("#disconnect-dialog").open`)
 	expect(t, "warning", b.text("#disconnect-warning"), switchboard.CRMDisconnectWarning)
-	b.shot("03-disconnect-dialog")
+	b.shotViewport("03-disconnect-dialog")
 	b.click(`#disconnect-dialog button[value="cancel"]`)
 	b.until("the dialog closed", `!document.querySelector("#disconnect-dialog").open`)
 	expect(t, "status after cancel", integration(t, c, id)["status"], "CONNECTED")
@@ -280,7 +291,7 @@ func TestBrowserConfigure(t *testing.T) {
 	if got := b.text("#error-sync_interval_minutes"); !strings.Contains(got, "sync_interval_minutes") {
 		t.Errorf("field error: got %q; want the API's message for the field", got)
 	}
-	b.shot("08-configure-error")
+	b.shotViewport("08-configure-error")
 	expect(t, "unchanged", get(integration(t, c, id), "settings.0.value"), "15")
 
 	b.do(chromedp.SetValue(chromedp.ID("setting-sync_interval_minutes"), "30"), chromedp.SetValue(chromedp.ID("setting-pipeline"), "all"))
@@ -394,4 +405,39 @@ func TestBrowserRevocationTurnsBadgeToReconnect(t *testing.T) {
 		t.Error("actions: no Reconnect button")
 	}
 	b.shot("11-reconnect-required")
+}
+
+func TestBrowserTokenFormAndPlanNotes(t *testing.T) {
+	m := mustStart(t, "")
+	ctx := ctxAs(DemoUserID)
+	if err := m.store.CreateWorkspace(ctx, &switchboard.Workspace{ID: "ws_base", Name: "Base", Plan: switchboard.PlanBase, CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := m.service.CreateAPIToken(ctx, &switchboard.APIToken{WorkspaceID: "ws_base", UserID: "usr_b", Name: "b", Role: switchboard.RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	b := &browser{t: t, m: m}
+	b.ctx = newBrowserContext(t)
+	// Without a sign-in link the page asks for a token.
+	b.do(chromedp.EmulateViewport(1200, 900), chromedp.Navigate(m.URL+"/settings"))
+	b.until("the sign-in form", `!document.querySelector("#signin").hidden`)
+	b.do(chromedp.SendKeys(chromedp.ID("signin-token"), "sbt_not-a-token\r"))
+	b.until("the error", `document.querySelector("#signin-error").textContent !== ""`)
+	b.shot("00-signin")
+	b.do(chromedp.SendKeys(chromedp.ID("signin-token"), tok+"\r"))
+	b.until("the page is live", `document.body.dataset.conn === "live"`)
+
+	// Plan base: no CRM and no Slack/Teams, each said once; personal
+	// integrations are on the plan (here without credentials).
+	for _, c := range []struct{ section, plans string }{{"CRM", "pure and funky"}, {"MESSAGING", "pure and pitch"}} {
+		sel := "#surface-" + c.section
+		if got := b.text(sel + " .plan-note"); !strings.Contains(got, c.plans) || !strings.Contains(got, "base plan") {
+			t.Errorf("%s note: got %q; want the plans %s", c.section, got, c.plans)
+		}
+		expect(t, c.section+" cards", evalJS[int](b, `document.querySelectorAll('`+sel+` .card').length`), 0)
+	}
+	expect(t, "personal cards", evalJS[int](b, `document.querySelectorAll('#surface-EMAIL_CALENDAR .card').length`), 2)
+	b.shot("12-plan-notes")
 }

@@ -33,6 +33,13 @@ func NewLoginCodes(ttl time.Duration) *LoginCodes {
 	return &LoginCodes{ttl: ttl, now: time.Now, codes: map[string]loginCode{}}
 }
 
+// SetClock replaces the clock (tests).
+func (c *LoginCodes) SetClock(now func() time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = now
+}
+
 // TTL is how long a code works.
 func (c *LoginCodes) TTL() time.Duration { return c.ttl }
 

@@ -128,7 +128,10 @@ function hue(id) {
 }
 
 function logo(provider) {
-  return h('span', { class: 'logo', 'aria-hidden': 'true', style: `--hue:${hue(provider.id)}` }, initials(provider.name));
+  const el = h('span', { class: 'logo', 'aria-hidden': 'true' }, initials(provider.name));
+  // Through the CSSOM: the page's CSP allows no inline style attributes.
+  el.style.setProperty('--hue', String(hue(provider.id)));
+  return el;
 }
 
 function badge(b) {
@@ -253,16 +256,15 @@ function renderSection(sec) {
 function renderEmpty(p, integration) {
   const pending = state.pending.has(p.id);
   const card = h('article', { class: 'card empty-card', dataset: { provider: p.id, status: integration ? integration.status : 'NONE' }, 'aria-label': p.name },
-    h('div', { class: 'card-head' }, logo(p),
-      h('div', { class: 'card-title' }, h('h3', { text: p.name })),
-      badge(integration && integration.badge)));
+    h('div', { class: 'card-head compact' }, logo(p),
+      h('div', { class: 'card-title' }, h('h3', { text: p.name }), integration ? badge(integration.badge) : null)));
   const body = h('div', { class: 'card-body' });
   if (!p.available) {
-    body.append(h('p', { class: 'unavailable', text: p.unavailableReason || 'Not available.' }));
+    body.append(h('p', { class: 'unavailable' }, h('strong', { text: 'Not available. ' }), p.unavailableReason || ''));
     card.dataset.unavailable = 'true';
   } else if (pending) {
     body.append(h('p', { class: 'pending', role: 'status', text: `Finish signing in to ${p.name} in the window that opened.` }));
-  } else {
+  } else if (!integration) {
     body.append(h('p', { class: 'muted', text: 'Not connected.' }));
   }
   card.append(body);
@@ -287,11 +289,11 @@ function renderCard(i, p, crm) {
   const change = identityChange(i);
   if (change) {
     body.append(h('p', { class: 'identity', role: 'note', dataset: { testid: 'identity-change' } },
-      h('span', { class: 'identity-label', text: 'Identity changed' }),
+      h('span', { class: 'identity-label', text: 'Identity changed:' }),
       h('span', { class: 'identity-from', text: accountShort(change.from) }),
       h('span', { class: 'arrow', 'aria-label': 'to', text: '→' }),
       h('span', { class: 'identity-to', text: accountShort(change.to) }),
-      h('span', { class: 'muted identity-note', text: ` on ${formatTime(change.at)}. What was attributed to ${accountShort(change.from)} lives under ${accountShort(change.to)} from then on.` })));
+      h('span', { class: 'muted identity-note', text: `Since ${formatTime(change.at)}, what was attributed to ${accountShort(change.from)} lives under ${accountShort(change.to)}.` })));
   }
   if (i.status !== 'CONNECTED' && i.statusMessage) {
     body.append(h('p', { class: 'status-message', dataset: { tone: i.badge.tone, testid: 'status-message' }, text: i.statusMessage }));
