@@ -88,7 +88,18 @@ func (b *browser) do(steps ...chromedp.Action[chromedp.Void]) {
 // until waits (bounded) for a JavaScript condition to hold in the page.
 func (b *browser) until(what, expr string) {
 	b.t.Helper()
-	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(wait))); err != nil {
+	deadline := time.Now().Add(wait)
+	var err error
+	for {
+		_, err = chromedp.Run(b.ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(time.Until(deadline))))
+		// A navigation (the OAuth redirect) ends a poll early: poll the
+		// new document, once it has a JavaScript context.
+		if err == nil || !(strings.Contains(err.Error(), "navigated") || strings.Contains(err.Error(), "Cannot find context")) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
 		b.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
 		b.t.Fatalf("waiting for %s (%s): %v", what, expr, err)
 	}
@@ -440,4 +451,26 @@ func TestBrowserTokenFormAndPlanNotes(t *testing.T) {
 	}
 	expect(t, "personal cards", evalJS[int](b, `document.querySelectorAll('#surface-EMAIL_CALENDAR .card').length`), 2)
 	b.shot("12-plan-notes")
+}
+
+func TestBrowserBlockedPopupFallsBackToRedirect(t *testing.T) {
+	m := mustStart(t, "")
+	c := newClient(t, m, m.DemoToken)
+	b := newBrowser(t, m)
+	// A popup blocker makes window.open return null; headless chromium
+	// lets every popup through, so play the blocker's part.
+	evalJS[chromedp.Void](b, `window.open = () => null`)
+	b.click(crmCard + ` [data-action="CONNECT"]`)
+
+	// The whole tab goes to the provider, then comes back to the page.
+	b.do(chromedp.WaitVisible(chromedp.CSS(`button[value="ada@sandbox.test"]`)))
+	b.click(`button[value="ada@sandbox.test"]`)
+	b.until("back on the page, connected", cardIs("CONNECTED"))
+	expect(t, "address", evalJS[string](b, `location.href`), m.URL+"/settings")
+	if got := b.text("#notice"); !strings.Contains(got, "Sandbox CRM: Connected") {
+		t.Errorf("notice: got %q; want Sandbox CRM: Connected", got)
+	}
+	in := c.must(`{ integrations { status account { email } } }`, nil)
+	expect(t, "connected account", get(in, "integrations.0.account.email"), "ada@sandbox.test")
+	b.shot("13-after-redirect")
 }

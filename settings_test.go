@@ -64,6 +64,7 @@ func TestSettingsSigninLink(t *testing.T) {
 	// Another origin cannot redeem it (and does not use it up).
 	status, body := redeem(t, m, code, "http://evil.example")
 	expect(t, "foreign origin", status, http.StatusForbidden)
+	expect(t, "foreign origin code", body["code"], "FORBIDDEN")
 	status, _ = redeem(t, m, code, "")
 	expect(t, "no origin", status, http.StatusForbidden)
 
