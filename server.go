@@ -34,6 +34,7 @@ import (
 	"github.com/bont/switchboard/oauthflow"
 	"github.com/bont/switchboard/seal"
 	"github.com/bont/switchboard/switchboard"
+	"github.com/bont/switchboard/web"
 )
 
 func main() {
@@ -116,6 +117,10 @@ type Main struct {
 	// Set by Run.
 	URL       string // the public URL
 	DemoToken string // dev mode only
+	// SigninURL (dev mode) signs the settings page in as the demo admin
+	// with a one-time code that expires after web.DefaultCodeTTL; the
+	// token itself is never in it.
+	SigninURL string
 
 	store     *bolt.Store
 	broker    *fanout.Broker
@@ -124,6 +129,7 @@ type Main struct {
 	service   *switchboard.Service
 	refresher *switchboard.Refresher
 	sandbox   *oauthflow.Sandbox
+	signin    *web.LoginCodes // dev mode
 	server    *http.Server
 	admin     *http.Server
 	cancel    context.CancelFunc
@@ -299,7 +305,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:         m.Logger,
 		Ready:          func() bool { return !m.draining.Load() },
 		Revision:       m.store.Revision,
-		Settings:       settingsPlaceholder(),
+		Settings:       m.settingsPage(),
 		Metrics:        m.metrics,
 
 		TokenRate:            cfg.TokenRate,
@@ -442,7 +448,8 @@ func (m *Main) printDevBanner() {
 Switchboard is running in dev mode (data in %s).
 
   Playground  %s/playground
-  Settings    %s/settings
+  Settings    %s
+              (signs this browser in once; the link works for %s)
   Sandbox     %s/sandbox/     (the built-in OAuth provider)
 
   Workspace   Demo workspace (%s, plan pure)
@@ -452,7 +459,7 @@ Switchboard is running in dev mode (data in %s).
 In the playground, set the request headers to
   {"Authorization": "Bearer %s"}
 
-`, m.Config.DataDir, m.URL, m.URL, m.URL, DemoWorkspaceID, m.DemoToken,
+`, m.Config.DataDir, m.URL, m.SigninURL, web.DefaultCodeTTL, m.URL, DemoWorkspaceID, m.DemoToken,
 		filepath.Join(m.Config.DataDir, "demo-token"), m.DemoToken)
 }
 
@@ -465,14 +472,32 @@ func origin(u string) string {
 	return strings.ToLower(p.Scheme + "://" + p.Host)
 }
 
-func settingsPlaceholder() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprint(w, `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Switchboard settings</title></head>
-<body style="font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto">
-<h1>Integrations</h1>
-<p>The live settings page is not part of this build yet. Use the <a href="/playground">GraphQL playground</a>
-to connect, watch and disconnect integrations, and the <a href="/sandbox/">sandbox provider</a> to sign in.</p>
-</body></html>`)
-	})
+// NewSigninURL returns a fresh one-time sign-in link for the settings page
+// (dev mode; "" otherwise).
+func (m *Main) NewSigninURL() string {
+	if m.signin == nil {
+		return ""
+	}
+	return web.SigninURL(m.URL, m.signin.Issue(m.DemoToken))
+}
+
+// settingsPage is the live settings page. In dev mode it gets a one-time
+// sign-in code for the demo token, printed in the banner as SigninURL.
+func (m *Main) settingsPage() http.Handler {
+	opts := web.Options{
+		Dev:       m.Config.Dev,
+		TokenFile: filepath.Join(m.Config.DataDir, "demo-token"),
+		Origin:    origin(m.URL),
+		Logger:    m.Logger,
+		Authenticate: func(ctx context.Context, token string) error {
+			_, err := m.service.Authenticate(ctx, token)
+			return err
+		},
+	}
+	if m.Config.Dev && m.DemoToken != "" {
+		m.signin = web.NewLoginCodes(web.DefaultCodeTTL)
+		opts.Codes = m.signin
+		m.SigninURL = m.NewSigninURL()
+	}
+	return web.Handler(opts)
 }

@@ -128,10 +128,12 @@ func (s *Service) Providers(ctx context.Context, category *Category) ([]*Provide
 	return out, nil
 }
 
-// providerFor returns a copy of base with availability for ws's plan.
+// providerFor returns a copy of base with availability for ws's plan. The
+// plan's reason wins over a missing configuration: configuring the provider
+// would not help a workspace whose plan lacks the category.
 func (s *Service) providerFor(ws *Workspace, base *Provider) *Provider {
 	pv := *base
-	if pv.Available && !ws.Plan.Allows(pv.Category) {
+	if !ws.Plan.Allows(pv.Category) {
 		pv.Available = false
 		pv.UnavailableReason = planReason(ws.Plan, pv.Category)
 	}
