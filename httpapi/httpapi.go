@@ -123,7 +123,7 @@ func New(o Options) http.Handler {
 	}
 	mux := http.NewServeMux()
 	gql := o.graphQLServer()
-	var gqlHandler http.Handler = o.authenticate(gql)
+	var gqlHandler http.Handler = o.authenticate(checkRequest(gql))
 	if o.WrapWebsocket != nil {
 		gqlHandler = o.WrapWebsocket(gqlHandler)
 	}

@@ -24,6 +24,9 @@ import (
 //	4429  a second connection_init
 //	4409  subscribe with the id of a subscription still running
 //
+//	4400  a frame that is not a message of the protocol (binary, not a
+//	      JSON object, unknown type, no id, payload not an object)
+//
 // and answers a subscribe beyond MaxSubscriptions with an error message
 // for that id (code LIMIT_EXCEEDED), leaving the others running. Frames
 // over the read limit are refused by the socket itself (gorilla closes
@@ -73,8 +76,48 @@ var (
 )
 
 type wsFrame struct {
-	ID   string `json:"id,omitempty"`
-	Type string `json:"type"`
+	ID      string          `json:"id,omitempty"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+// Messages a client may send, per protocol.
+var clientTypes = map[string]map[string]bool{
+	protoTransportWS: {"connection_init": true, "ping": true, "pong": true, "subscribe": true, "complete": true},
+	"graphql-ws":     {"connection_init": true, "start": true, "stop": true, "connection_terminate": true},
+}
+
+// invalid reports why a client frame is not a message of the protocol, or
+// "" when it is one: binary frames, text that is not a JSON object, an
+// unknown type, an operation message without an id, a payload of the
+// wrong shape.
+func (c *guardConn) invalid(typ int, data []byte, f *wsFrame) string {
+	if typ != 1 { // websocket.TextMessage
+		return "Invalid message received: binary frames are not part of the protocol"
+	}
+	if err := json.Unmarshal(data, f); err != nil || len(bytes.TrimSpace(data)) == 0 || bytes.TrimSpace(data)[0] != '{' {
+		return "Invalid message received: not a JSON object"
+	}
+	known := clientTypes[c.proto]
+	if known == nil {
+		known = clientTypes["graphql-ws"]
+	}
+	if !known[f.Type] {
+		return "Invalid message received: unknown type " + truncate(f.Type, 40)
+	}
+	switch f.Type {
+	case "subscribe", "start", "complete", "stop":
+		if f.ID == "" {
+			return "Invalid message received: " + f.Type + " needs an id"
+		}
+	}
+	switch f.Type {
+	case "connection_init", "subscribe", "start":
+		if p := bytes.TrimSpace(f.Payload); len(p) > 0 && p[0] != '{' && !bytes.Equal(p, []byte("null")) {
+			return "Invalid message received: the payload must be an object"
+		}
+	}
+	return ""
 }
 
 func (c *guardConn) closeWith(code int, reason string) {
@@ -102,15 +145,18 @@ func (c *guardConn) NextReader() (int, io.Reader, error) {
 			return typ, nil, err
 		}
 		var f wsFrame
-		if json.Unmarshal(data, &f) == nil {
-			code, reason, skip := c.check(f)
-			if code != 0 {
-				c.closeWith(code, reason)
-				return typ, nil, transport.ErrWebsocketClosed
-			}
-			if skip {
-				continue
-			}
+		if reason := c.invalid(typ, data, &f); reason != "" {
+			// graphql-transport-ws: 4400 for a message that is not one.
+			c.closeWith(4400, reason)
+			return typ, nil, transport.ErrWebsocketClosed
+		}
+		code, reason, skip := c.check(f)
+		if code != 0 {
+			c.closeWith(code, reason)
+			return typ, nil, transport.ErrWebsocketClosed
+		}
+		if skip {
+			continue
 		}
 		return typ, bytes.NewReader(data), nil
 	}
