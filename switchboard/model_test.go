@@ -20,7 +20,8 @@ import (
 
 // The model-based test drives the lifecycle Service over a real bbolt
 // store and broker with random sequences of operations, and checks after
-// every step that the store agrees with a simple model of what should have
+// every step (token refreshes included: rotation, revocation, a provider
+// that is down) that the store agrees with a simple model of what should have
 // happened, and that the invariants hold:
 //   - at most one current generation, and only its credentials (plus those
 //     of generations whose teardown is still queued) exist;
@@ -35,6 +36,9 @@ type fakeOAuth struct {
 	next       int
 	revokeFail bool
 	revoked    []string // access tokens revoked
+	// refresh is what the next token refresh does: "ok" (rotates),
+	// "revoked" (invalid_grant) or "transient" (provider down).
+	refresh string
 }
 
 var modelProvider = &sb.Provider{
@@ -91,7 +95,17 @@ func (f *fakeOAuth) Revoke(ctx context.Context, providerID string, t *sb.TokenSe
 }
 
 func (f *fakeOAuth) Refresh(ctx context.Context, providerID string, t *sb.TokenSet) (*sb.TokenSet, error) {
-	return nil, sb.Errorf(sb.EUNAVAILABLE, "not modelled")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch f.refresh {
+	case "ok":
+		f.next++
+		n := strconv.Itoa(f.next)
+		return &sb.TokenSet{AccessToken: "at-" + n, RefreshToken: "rt-" + n, Expiry: time.Now().Add(time.Hour)}, nil
+	case "revoked":
+		return nil, sb.Errorf(sb.EINVALID, "invalid_grant: the refresh token was revoked")
+	}
+	return nil, sb.Errorf(sb.EUNAVAILABLE, "provider down")
 }
 
 type modelClock struct {
@@ -155,6 +169,10 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	defer broker.Close()
 	oauth := &fakeOAuth{}
 	svc := &sb.Service{Store: store, Broker: broker, OAuth: oauth, Catalogue: oauth, Now: clk.Now}
+	refresher := sb.NewRefresher(svc)
+	// Transient failures never last long enough here to turn the badge
+	// ERROR; that window has tests of its own.
+	refresher.FailureWindow = 1000 * time.Hour
 	if err := store.CreateWorkspace(ctx, &sb.Workspace{ID: "ws", Name: "W", Plan: sb.PlanPure}); err != nil {
 		t.Fatal(err)
 	}
@@ -281,6 +299,32 @@ func runModel(t *testing.T, seed uint64, steps int) {
 				m.jobs[m.gen] = true
 				m.status = sb.StatusDisconnected
 				m.account = ""
+			}
+		case n < 90:
+			op = "refresh"
+			if !m.exists {
+				break
+			}
+			outcome := []string{"ok", "ok", "revoked", "transient"}[r.IntN(4)]
+			oauth.mu.Lock()
+			oauth.refresh = outcome
+			oauth.mu.Unlock()
+			op += " " + outcome
+			_, _, err := refresher.Token(ctx, "ws", m.id, 0, true, "")
+			if m.status == sb.StatusDisconnected || m.status == sb.StatusReconnectRequired {
+				wantCode(t, step, op, err, sb.ECONFLICT)
+				break
+			}
+			switch outcome {
+			case "ok":
+				if err != nil {
+					t.Fatalf("step %d %s: %v", step, op, err)
+				}
+			case "revoked":
+				wantCode(t, step, op, err, sb.ECONFLICT)
+				m.status = sb.StatusReconnectRequired
+			case "transient":
+				wantCode(t, step, op, err, sb.EUNAVAILABLE)
 			}
 		default:
 			op = "teardown"
