@@ -97,20 +97,7 @@ func TestCrashRecovery(t *testing.T) {
 
 		if final {
 			// Catch up, then compare everything.
-			head := g.revision(t)
-			deadline := time.Now().Add(20 * time.Second)
-			for {
-				mu.Lock()
-				caught := lastRev >= head
-				mu.Unlock()
-				if caught {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("subscriber stuck at %d; store at %d", lastRev, head)
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			catchUp(t, &mu, &lastRev, g.revision(t))
 			ws.close()
 			if err := <-subDone; err != nil && !isClosed(err) {
 				t.Fatal(err)
@@ -190,6 +177,25 @@ func TestCrashRecovery(t *testing.T) {
 		if !rep.OK() {
 			t.Fatalf("cycle %d: data file damaged: %v", cycle, rep.Problems)
 		}
+	}
+}
+
+// catchUp waits until the subscriber's last revision (guarded by mu)
+// reaches head.
+func catchUp(t *testing.T, mu *sync.Mutex, last *uint64, head uint64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		at := *last
+		mu.Unlock()
+		if at >= head {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriber stuck at revision %d; the store is at %d", at, head)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -90,20 +90,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	mu.Unlock()
 	ws := c.subscribe(t, from)
 	subDone = follow(ws)
-	head := g.revision(t)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		mu.Lock()
-		caught := last >= head
-		mu.Unlock()
-		if caught {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("resumed subscriber stuck at %d; store at %d", last, head)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	catchUp(t, &mu, &last, g.revision(t))
 	ws.close()
 	<-subDone
 	mu.Lock()

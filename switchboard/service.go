@@ -211,6 +211,25 @@ func (s *Service) findVisible(ctx context.Context, p *Principal, id string) (*In
 	return in, nil
 }
 
+// manageable returns the integration id and its principal if the viewer
+// may change it: integrations:write, the integration visible to the viewer
+// (else NOT_FOUND, like an id that does not exist), and the role to manage
+// it (else FORBIDDEN).
+func (s *Service) manageable(ctx context.Context, id string) (*Principal, *Integration, error) {
+	p, err := writer(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	cur, err := s.findVisible(ctx, p, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !canManage(p, cur.Category, cur.OwnerUserID) {
+		return nil, nil, forbidden(cur.Category)
+	}
+	return p, cur, nil
+}
+
 func notFound(id string) error {
 	return Errorf(ENOTFOUND, "No integration %q in this workspace.", id)
 }
@@ -397,16 +416,9 @@ type ReconnectInput struct {
 // status but DISCONNECTED (re-consenting a connected integration is
 // harmless); a disconnected one is connected again with Connect.
 func (s *Service) Reconnect(ctx context.Context, in ReconnectInput) (*AuthorizationPayload, error) {
-	p, err := writer(ctx)
+	p, cur, err := s.manageable(ctx, in.ID)
 	if err != nil {
 		return nil, err
-	}
-	cur, err := s.findVisible(ctx, p, in.ID)
-	if err != nil {
-		return nil, err
-	}
-	if !canManage(p, cur.Category, cur.OwnerUserID) {
-		return nil, forbidden(cur.Category)
 	}
 	if cur.Status == StatusDisconnected {
 		return nil, Errorf(ECONFLICT, "This integration is disconnected; connect it again with connectIntegration.")
@@ -674,16 +686,9 @@ func (s *Service) Disconnect(ctx context.Context, id string, confirm bool) (*Int
 // DisconnectAt is Disconnect that fails with ECONFLICT unless the
 // integration is at expectedRevision (0: any).
 func (s *Service) DisconnectAt(ctx context.Context, id string, confirm bool, expectedRevision uint64) (*Integration, error) {
-	p, err := writer(ctx)
+	p, cur, err := s.manageable(ctx, id)
 	if err != nil {
 		return nil, err
-	}
-	cur, err := s.findVisible(ctx, p, id)
-	if err != nil {
-		return nil, err
-	}
-	if !canManage(p, cur.Category, cur.OwnerUserID) {
-		return nil, forbidden(cur.Category)
 	}
 	if !confirm {
 		return nil, &Error{Code: ECONFIRM, Field: "confirm", Message: cur.DisconnectWarning() + " Send confirm: true to disconnect."}
@@ -743,16 +748,9 @@ type ConfigureInput struct {
 // stores them. Keys not given keep their values. With ExpectedRevision it
 // fails with ECONFLICT if the integration changed since.
 func (s *Service) Configure(ctx context.Context, in ConfigureInput) (*Integration, error) {
-	p, err := writer(ctx)
+	p, cur, err := s.manageable(ctx, in.ID)
 	if err != nil {
 		return nil, err
-	}
-	cur, err := s.findVisible(ctx, p, in.ID)
-	if err != nil {
-		return nil, err
-	}
-	if !canManage(p, cur.Category, cur.OwnerUserID) {
-		return nil, forbidden(cur.Category)
 	}
 	pv, err := s.Provider(cur.ProviderID)
 	if err != nil {
