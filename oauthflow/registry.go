@@ -73,9 +73,9 @@ type ProviderConfig struct {
 	ClientID     string
 	ClientSecret string
 
-	AuthURL     string
-	TokenURL    string
-	RevokeURL   string // optional; without it Revoke succeeds at once
+	AuthURL   string
+	TokenURL  string
+	RevokeURL string // optional; without it Revoke succeeds at once
 	// UserinfoURL is optional; without it the account is unknown. It is
 	// requested with the access token as a bearer token, or, when it
 	// contains TokenPlaceholder, with the token in its path instead.
