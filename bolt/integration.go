@@ -180,6 +180,12 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 		return nil, 0, constError("Apply returned an integration with another ID or workspace")
 	}
 
+	if c.SoleInCategory && next.Status != switchboard.StatusDisconnected {
+		if err := soleInCategory(ws, next, c.SoleMessage); err != nil {
+			return nil, 0, err
+		}
+	}
+
 	at := c.At
 	if at.IsZero() {
 		at = now
@@ -290,6 +296,34 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 		return nil, 0, err
 	}
 	return ev, jobID, nil
+}
+
+// soleInCategory refuses next when another integration of the workspace
+// with its category is in any status but DISCONNECTED. It reads the
+// workspace's integrations in the committing transaction, so a change that
+// committed just before (in this batch or an earlier one) is seen.
+func soleInCategory(ws *bbolt.Bucket, next *switchboard.Integration, message func(*switchboard.Integration) string) error {
+	b := sub(ws, bIntegrations)
+	if b == nil {
+		return nil
+	}
+	return b.ForEach(func(k, v []byte) error {
+		if string(k) == next.ID {
+			return nil
+		}
+		other := new(switchboard.Integration)
+		if err := json.Unmarshal(v, other); err != nil {
+			return fmt.Errorf("decode integration %q: %w", k, err)
+		}
+		if other.Category != next.Category || other.Status == switchboard.StatusDisconnected {
+			return nil
+		}
+		msg := fmt.Sprintf("This workspace already has a %s integration (%s, status %s); disconnect it first.", next.Category, other.ProviderID, other.Status)
+		if message != nil {
+			msg = message(other)
+		}
+		return switchboard.Errorf(switchboard.ECONFLICT, "%s", msg)
+	})
 }
 
 // loadIntegration returns nil, nil when the integration does not exist.

@@ -3,9 +3,11 @@ package oauthflow
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,12 +51,14 @@ func TestBuiltinProvidersAgainstLookalikes(t *testing.T) {
 		wantAccount  switchboard.Account
 	}{
 		"hubspot": {lk: lookalike{token: func(g string, n int) map[string]any {
-			// 30-minute access tokens, no scope field, hub_id.
-			m := std(map[string]any{"hub_id": "4711"})(g, n)
+			// 30-minute access tokens, no scope field.
+			m := std(nil)(g, n)
 			m["expires_in"] = 1800
 			return m
-		}, refusalStatus: 400, refusal: map[string]any{"status": "BAD_REFRESH_TOKEN", "error": "invalid_grant", "message": "missing or unknown refresh token"}},
-			wantExpiry: true, wantExtra: [2]string{"hub_id", "4711"}},
+		}, userinfo: map[string]any{"token": "echoed", "user": "ada@corp.test", "hub_domain": "acme.hubspot.com", "hub_id": 4711, "app_id": 9, "expires_in": 1700,
+			"user_id": 123456, "token_type": "access", "scopes": []string{"oauth", "crm.objects.contacts.read", "crm.objects.deals.read"}},
+			refusalStatus: 400, refusal: map[string]any{"status": "BAD_REFRESH_TOKEN", "error": "invalid_grant", "message": "missing or unknown refresh token"}},
+			wantExpiry: true, wantAccount: switchboard.Account{ID: "123456", Name: "ada@corp.test", Email: "ada@corp.test"}},
 		"salesforce": {lk: lookalike{token: func(g string, n int) map[string]any {
 			// No expires_in; instance_url; scope space-separated.
 			return map[string]any{"access_token": "00D!x" + string(rune('0'+n)), "token_type": "Bearer", "refresh_token": "5Aep", "instance_url": "https://eu42.my.salesforce.com",
@@ -90,9 +94,16 @@ func TestBuiltinProvidersAgainstLookalikes(t *testing.T) {
 	}
 	for id, tc := range cases {
 		t.Run(id, func(t *testing.T) {
+			p := builtins[id]
 			refused := false
 			n := 0
+			var mu sync.Mutex
+			issued := map[string]bool{} // access tokens handed out
+			var revoked []string        // what the revocation endpoint was given
+			userinfoPath, revokePath := pathOf(p.UserinfoURL), pathOf(p.RevokeURL)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				defer mu.Unlock()
 				w.Header().Set("Content-Type", "application/json")
 				switch {
 				case r.URL.Path == "/token":
@@ -103,25 +114,49 @@ func TestBuiltinProvidersAgainstLookalikes(t *testing.T) {
 						return
 					}
 					n++
-					_ = json.NewEncoder(w).Encode(tc.lk.token(r.PostForm.Get("grant_type")[:1], n))
-				case r.URL.Path == "/me":
-					if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+					tok := tc.lk.token(r.PostForm.Get("grant_type")[:1], n)
+					issued[tok["access_token"].(string)] = true
+					_ = json.NewEncoder(w).Encode(tok)
+				case strings.Contains(userinfoPath, TokenPlaceholder) && strings.HasPrefix(r.URL.Path, strings.TrimSuffix(userinfoPath, TokenPlaceholder)):
+					// HubSpot: the token is the last path segment, and an
+					// unknown one is a 404.
+					prefix := strings.TrimSuffix(userinfoPath, TokenPlaceholder)
+					tok, ok := strings.CutPrefix(r.URL.Path, prefix)
+					if !ok || r.Method != http.MethodGet || !issued[tok] {
+						w.WriteHeader(404)
+						_, _ = w.Write([]byte(`{"status":"error","message":"Token not found","category":"OBJECT_NOT_FOUND"}`))
+						return
+					}
+					_ = json.NewEncoder(w).Encode(tc.lk.userinfo)
+				case r.URL.Path == userinfoPath:
+					if !issued[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")] {
 						w.WriteHeader(401)
 						return
 					}
 					_ = json.NewEncoder(w).Encode(tc.lk.userinfo)
+				case r.URL.Path == revokePath && r.Method == http.MethodPost:
+					if p.RevokeStyle == RevokeStyleBearer {
+						// Slack's auth.revoke: the access token itself.
+						revoked = append(revoked, "bearer:"+strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+						_, _ = w.Write([]byte(`{"ok":true,"revoked":true}`))
+						return
+					}
+					_ = r.ParseForm()
+					revoked = append(revoked, r.PostForm.Get("token_type_hint")+":"+r.PostForm.Get("token"))
 				default:
 					w.WriteHeader(404)
 				}
 			}))
 			defer srv.Close()
-			p := builtins[id]
 			p.ClientID, p.ClientSecret = "cid", "secret"
 			p.AuthURL, p.TokenURL = srv.URL+"/authorize", srv.URL+"/token"
+			// The look-alike serves the documented paths.
 			if p.UserinfoURL != "" {
-				p.UserinfoURL = srv.URL + "/me"
+				p.UserinfoURL = srv.URL + userinfoPath
 			}
-			p.RevokeURL = ""
+			if p.RevokeURL != "" {
+				p.RevokeURL = srv.URL + revokePath
+			}
 			reg := mustRegistry(t, "http://127.0.0.1/oauth/callback", &http.Client{Timeout: 5 * time.Second}, p)
 			ctx := context.Background()
 			g, err := reg.Exchange(ctx, id, "code", "verifier")
@@ -150,7 +185,23 @@ func TestBuiltinProvidersAgainstLookalikes(t *testing.T) {
 			if k := tc.wantExtra[0]; k != "" && next.Extra[k] != tc.wantExtra[1] {
 				t.Errorf("extra %s: got %q; want %q", k, next.Extra[k], tc.wantExtra[1])
 			}
+			if err := reg.Revoke(ctx, id, next); err != nil {
+				t.Fatalf("revoke: %v", err)
+			}
+			mu.Lock()
+			var want []string
+			switch {
+			case p.RevokeURL == "":
+			case p.RevokeStyle == RevokeStyleBearer:
+				want = []string{"bearer:" + next.AccessToken}
+			default:
+				want = []string{"refresh_token:" + next.RefreshToken}
+			}
+			if fmt.Sprint(revoked) != fmt.Sprint(want) {
+				t.Errorf("revocation endpoint got %v; want %v", revoked, want)
+			}
 			refused = true
+			mu.Unlock()
 			_, err = reg.Refresh(ctx, id, next)
 			if switchboard.ErrorCode(err) != switchboard.EINVALID {
 				t.Fatalf("refused refresh: got %v; want INVALID_INPUT (reconnect)", err)
@@ -161,6 +212,18 @@ func TestBuiltinProvidersAgainstLookalikes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pathOf is the path of a built-in endpoint, with TokenPlaceholder kept.
+func pathOf(u string) string {
+	if u == "" {
+		return ""
+	}
+	rest := u[strings.Index(u, "://")+3:]
+	if i := strings.Index(rest, "/"); i >= 0 {
+		return rest[i:]
+	}
+	return "/"
 }
 
 func asFailure(err error, pf *switchboard.ProviderFailure) bool {

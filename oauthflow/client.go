@@ -110,6 +110,9 @@ func (r *Registry) Revoke(ctx context.Context, providerID string, t *switchboard
 	if t == nil {
 		return nil
 	}
+	if cfg.RevokeStyle == RevokeStyleBearer {
+		return r.revokeBearer(ctx, cfg, t)
+	}
 	form := url.Values{}
 	switch {
 	case t.RefreshToken != "":
@@ -151,9 +154,56 @@ func (r *Registry) Revoke(ctx context.Context, providerID string, t *switchboard
 	return classify(ctx, cfg, "revoke access", &statusError{status: resp.StatusCode, code: oe.Error, description: oe.Description, header: resp.Header}, t.RefreshToken, t.AccessToken)
 }
 
+// revokeBearer revokes the access token by presenting it, as Slack's
+// auth.revoke does: POST with Authorization: Bearer and no body. Slack
+// answers HTTP 200 with {"ok":true,"revoked":true} or {"ok":false,
+// "error":...}; a token Slack already treats as unusable (revoked,
+// expired, unknown) counts as revoked, as RFC 7009 §2.2 has it.
+func (r *Registry) revokeBearer(ctx context.Context, cfg *ProviderConfig, t *switchboard.TokenSet) error {
+	const what = "revoke access"
+	if t.AccessToken == "" {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.RevokeURL, nil)
+	if err != nil {
+		return fmt.Errorf("revoke at %s: the revocation URL %s cannot be requested", cfg.ID, cfg.RevokeURL)
+	}
+	req.Header.Set("Authorization", "Bearer "+t.AccessToken)
+	req.Header.Set("Accept", "application/json")
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return classify(ctx, cfg, what, err, t.RefreshToken, t.AccessToken)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxProviderBody))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return classify(ctx, cfg, what, &statusError{status: resp.StatusCode, header: resp.Header}, t.RefreshToken, t.AccessToken)
+	}
+	var doc map[string]any
+	if json.Unmarshal(body, &doc) != nil {
+		return classify(ctx, cfg, what, errMalformed, t.RefreshToken, t.AccessToken)
+	}
+	code, failed := slackFailure(doc)
+	switch {
+	case !failed:
+		return nil
+	case code == "invalid_auth" || code == "token_revoked" || code == "token_expired" || code == "account_inactive" || code == "not_authed":
+		return nil
+	case code == "ratelimited" || code == "internal_error" || code == "fatal_error" || code == "service_unavailable" || code == "request_timeout":
+		return classify(ctx, cfg, what, &statusError{status: http.StatusServiceUnavailable, code: code, header: resp.Header}, t.RefreshToken, t.AccessToken)
+	}
+	return classify(ctx, cfg, what, &statusError{status: resp.StatusCode, code: code, header: resp.Header}, t.RefreshToken, t.AccessToken)
+}
+
 func (r *Registry) clientCtx(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oauth2.HTTPClient, r.client)
 }
+
+// TokenPlaceholder in a userinfo URL is replaced by the access token
+// (path-escaped), for providers whose identity endpoint takes the token in
+// the path (HubSpot's GET /oauth/v1/access-tokens/{token}). Such a request
+// carries no Authorization header, and its URL never appears in an error.
+const TokenPlaceholder = "{token}"
 
 // userinfo asks the provider who the access token belongs to. Without a
 // userinfo endpoint the account is unknown (zero).
@@ -162,14 +212,27 @@ func (r *Registry) userinfo(ctx context.Context, cfg *ProviderConfig, accessToke
 		return switchboard.Account{}, nil
 	}
 	const what = "look up the signed-in account"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.UserinfoURL, nil)
-	if err != nil {
-		return switchboard.Account{}, fmt.Errorf("userinfo at %s: %w", cfg.ID, err)
+	target, inPath := cfg.UserinfoURL, strings.Contains(cfg.UserinfoURL, TokenPlaceholder)
+	if inPath {
+		target = strings.ReplaceAll(target, TokenPlaceholder, url.PathEscape(accessToken))
 	}
-	req.Header.Set("Authorization", "Bearer "+accessToken)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		// Not wrapped: a URL error would print the URL, token and all.
+		return switchboard.Account{}, fmt.Errorf("userinfo at %s: the userinfo URL %s cannot be requested", cfg.ID, cfg.UserinfoURL)
+	}
+	if !inPath {
+		req.Header.Set("Authorization", "Bearer "+accessToken)
+	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := r.client.Do(req)
 	if err != nil {
+		// net/http's *url.Error names the URL it requested (or was
+		// redirected to): name the configured one instead.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = cfg.UserinfoURL
+		}
 		return switchboard.Account{}, classify(ctx, cfg, what, err, accessToken)
 	}
 	defer resp.Body.Close()
@@ -186,6 +249,10 @@ func (r *Registry) userinfo(ctx context.Context, cfg *ProviderConfig, accessToke
 	if err := dec.Decode(&doc); err != nil {
 		return switchboard.Account{}, classify(ctx, cfg, what, errMalformed, accessToken)
 	}
+	if code, failed := slackFailure(doc); failed {
+		// Slack answers a refusal as HTTP 200 {"ok":false,"error":...}.
+		return switchboard.Account{}, classify(ctx, cfg, what, &statusError{status: resp.StatusCode, code: code, header: resp.Header}, accessToken)
+	}
 	acct := switchboard.Account{
 		ID:    field(doc, cfg.Identity.ID),
 		Name:  field(doc, cfg.Identity.Name),
@@ -196,6 +263,20 @@ func (r *Registry) userinfo(ctx context.Context, cfg *ProviderConfig, accessToke
 			"%s's account answer has no %q field; check identity.id for %s in the providers file.", cfg.Name, cfg.Identity.ID, cfg.ID)
 	}
 	return acct, nil
+}
+
+// slackFailure reports whether doc is a Slack Web API failure
+// ({"ok":false,"error":"invalid_auth"}), with its error code.
+func slackFailure(doc map[string]any) (string, bool) {
+	ok, present := doc["ok"].(bool)
+	if !present || ok {
+		return "", false
+	}
+	code, _ := doc["error"].(string)
+	if code == "" {
+		code = "not_ok"
+	}
+	return code, true
 }
 
 // field returns the string or number at a dotted path in doc, or "".

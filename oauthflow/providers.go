@@ -31,38 +31,58 @@ var (
 )
 
 // BuiltinProviders returns the providers Switchboard knows without
-// configuration, in catalogue order, all without credentials.
+// configuration, in catalogue order, all without credentials. Every
+// endpoint, scope and quirk is checked against the provider's
+// documentation; docs/design-decisions.md ("Provider catalogue") names the
+// pages and how each deviation from OAuth 2.0 is handled.
 //
-// HubSpot and Slack have no RFC 7009 endpoint or standard userinfo
-// endpoint: revocation succeeds at once and the account stays unknown
-// unless the providers file sets revokeUrl / userinfoUrl.
+// Microsoft 365 and Teams have no revocation endpoint (Microsoft offers
+// none that revokes one grant): their revocation succeeds at once and
+// disconnecting only deletes the stored tokens.
 func BuiltinProviders() []ProviderConfig {
 	ms := func(scopes ...string) []string { return scopes }
 	ps := []ProviderConfig{
 		{
 			ID: "hubspot", Name: "HubSpot", Category: switchboard.CategoryCRM,
-			AuthURL:   "https://app.hubspot.com/oauth/authorize",
-			TokenURL:  "https://api.hubapi.com/oauth/v1/token",
-			AuthStyle: AuthStyleParams,
-			Scopes:    ms("crm.objects.contacts.read", "crm.objects.deals.read"),
-			// HubSpot may omit oauth from the granted list.
-			OptionalScopes:     ms("oauth"),
-			ExtraFields:        []string{"hub_id"},
+			AuthURL: "https://app.hubspot.com/oauth/authorize",
+			// v1 token endpoint: 30-minute access tokens, no scope field
+			// in the answer. HubSpot retires v1 on 2027-02-16; the dated
+			// endpoints take the same form parameters.
+			TokenURL: "https://api.hubapi.com/oauth/v1/token",
+			// RFC 7009 shaped: token, token_type_hint, client_id and
+			// client_secret in the form body.
+			RevokeURL: "https://api.hubapi.com/oauth/2026-03/token/revoke",
+			// The access-token metadata endpoint takes the token in the
+			// path and answers user (email), user_id, hub_id, hub_domain.
+			UserinfoURL:        "https://api.hubapi.com/oauth/v1/access-tokens/" + TokenPlaceholder,
+			Identity:           IdentityFields{ID: "user_id", Name: "user", Email: "user"},
+			AuthStyle:          AuthStyleParams,
+			Scopes:             ms("crm.objects.contacts.read", "crm.objects.deals.read"),
+			OptionalScopes:     ms("oauth"), // HubSpot may omit it from the granted list
 			SettingDefinitions: crmSettings,
 		},
 		{
+			// login.salesforce.com serves production orgs; a sandbox org
+			// (test.salesforce.com) or a My Domain login URL is set with
+			// authUrl/tokenUrl/revokeUrl/userinfoUrl in the providers file.
 			ID: "salesforce", Name: "Salesforce", Category: switchboard.CategoryCRM,
-			AuthURL:            "https://login.salesforce.com/services/oauth2/authorize",
-			TokenURL:           "https://login.salesforce.com/services/oauth2/token",
-			RevokeURL:          "https://login.salesforce.com/services/oauth2/revoke",
-			UserinfoURL:        "https://login.salesforce.com/services/oauth2/userinfo",
-			Identity:           IdentityFields{ID: "user_id", Name: "name", Email: "email"},
-			AuthStyle:          AuthStyleParams,
-			Scopes:             ms("api", "refresh_token"),
+			AuthURL:     "https://login.salesforce.com/services/oauth2/authorize",
+			TokenURL:    "https://login.salesforce.com/services/oauth2/token",
+			RevokeURL:   "https://login.salesforce.com/services/oauth2/revoke",
+			UserinfoURL: "https://login.salesforce.com/services/oauth2/userinfo",
+			Identity:    IdentityFields{ID: "user_id", Name: "name", Email: "email"},
+			AuthStyle:   AuthStyleParams,
+			// refresh_token is Salesforce's name for offline access; id
+			// opens the identity services (userinfo).
+			Scopes:         ms("api", "refresh_token"),
+			OptionalScopes: ms("id"),
+			// No expires_in: the refresher refreshes on a schedule.
 			ExtraFields:        []string{"instance_url", "id", "issued_at"},
 			SettingDefinitions: crmSettings,
 		},
 		{
+			// Scopes are chosen in the app's registration; the token
+			// answer lists them comma-separated.
 			ID: "pipedrive", Name: "Pipedrive", Category: switchboard.CategoryCRM,
 			AuthURL:            "https://oauth.pipedrive.com/oauth/authorize",
 			TokenURL:           "https://oauth.pipedrive.com/oauth/token",
@@ -89,6 +109,8 @@ func BuiltinProviders() []ProviderConfig {
 			SettingDefinitions: mailSettings,
 		},
 		{
+			// Refresh tokens rotate on every use; the old one is not
+			// revoked, but only the newest is kept.
 			ID: "microsoft", Name: "Microsoft 365", Category: switchboard.CategoryEmailCalendar,
 			AuthURL:            "https://login.microsoftonline.com/common/oauth2/v2.0/authorize",
 			TokenURL:           "https://login.microsoftonline.com/common/oauth2/v2.0/token",
@@ -103,12 +125,19 @@ func BuiltinProviders() []ProviderConfig {
 			ID: "slack", Name: "Slack", Category: switchboard.CategoryMessaging,
 			AuthURL:  "https://slack.com/oauth/v2/authorize",
 			TokenURL: "https://slack.com/api/oauth.v2.access",
+			// auth.revoke takes the access token itself (as a bearer
+			// token), not RFC 7009's form.
+			RevokeURL:   "https://slack.com/api/auth.revoke",
+			RevokeStyle: RevokeStyleBearer,
 			// auth.test names the workspace the bot token belongs to.
-			// Slack answers errors as HTTP 200 {"ok":false,"error":...},
-			// which x/oauth2 reports with the error code: a refusal.
-			UserinfoURL:        "https://slack.com/api/auth.test",
-			Identity:           IdentityFields{ID: "team_id", Name: "team", Email: "email"},
-			AuthStyle:          AuthStyleParams,
+			// Slack answers errors as HTTP 200 {"ok":false,"error":...}:
+			// x/oauth2 reports the token endpoint's with the error code,
+			// and userinfo and revocation read them too.
+			UserinfoURL: "https://slack.com/api/auth.test",
+			Identity:    IdentityFields{ID: "team_id", Name: "team", Email: "email"},
+			// Slack asks for HTTP Basic client authentication over form
+			// parameters.
+			AuthStyle:          AuthStyleHeader,
 			Scopes:             ms("chat:write", "channels:read"),
 			SettingDefinitions: messagingSettings,
 		},
@@ -141,6 +170,7 @@ type fileProvider struct {
 	TokenURL       string            `yaml:"tokenUrl"`
 	RevokeURL      string            `yaml:"revokeUrl"`
 	UserinfoURL    string            `yaml:"userinfoUrl"`
+	RevokeStyle    string            `yaml:"revokeStyle"`
 	Identity       *fileIdentity     `yaml:"identity"`
 	Scopes         []string          `yaml:"scopes"`
 	OptionalScopes []string          `yaml:"optionalScopes"`
@@ -282,6 +312,9 @@ func (fp *fileProvider) apply(p *ProviderConfig) error {
 	set(&p.TokenURL, fp.TokenURL)
 	set(&p.RevokeURL, fp.RevokeURL)
 	set(&p.UserinfoURL, fp.UserinfoURL)
+	if fp.RevokeStyle != "" {
+		p.RevokeStyle = RevokeStyle(fp.RevokeStyle)
+	}
 	if fp.Identity != nil {
 		p.Identity = IdentityFields{ID: fp.Identity.ID, Name: fp.Identity.Name, Email: fp.Identity.Email}
 	}

@@ -30,6 +30,19 @@ const (
 	AuthStyleParams AuthStyle = "params"
 )
 
+// RevokeStyle says how tokens are revoked at RevokeURL.
+type RevokeStyle string
+
+const (
+	// RevokeStyleRFC7009 posts token (the refresh token when there is one)
+	// and token_type_hint as a form, authenticated like the token
+	// endpoint. It is the default.
+	RevokeStyleRFC7009 RevokeStyle = "rfc7009"
+	// RevokeStyleBearer presents the access token as a bearer token and
+	// reads a Slack-style {"ok":...} answer (Slack's auth.revoke).
+	RevokeStyleBearer RevokeStyle = "bearer"
+)
+
 // IdentityFields names the fields of the userinfo JSON answer that hold the
 // account's id, display name and email. A dotted name ("data.id") walks
 // into nested objects.
@@ -60,10 +73,15 @@ type ProviderConfig struct {
 	ClientID     string
 	ClientSecret string
 
-	AuthURL     string
-	TokenURL    string
-	RevokeURL   string // optional; without it Revoke succeeds at once
-	UserinfoURL string // optional; without it the account is unknown
+	AuthURL   string
+	TokenURL  string
+	RevokeURL string // optional; without it Revoke succeeds at once
+	// UserinfoURL is optional; without it the account is unknown. It is
+	// requested with the access token as a bearer token, or, when it
+	// contains TokenPlaceholder, with the token in its path instead.
+	UserinfoURL string
+	// RevokeStyle is how RevokeURL is called; empty means RFC 7009.
+	RevokeStyle RevokeStyle
 
 	// Identity names the userinfo fields; empty names default to sub, name
 	// and email.
@@ -231,6 +249,22 @@ func normalize(p *ProviderConfig) error {
 		if err := checkURL(u.v); err != nil {
 			return fmt.Errorf("%s: %w", u.field, err)
 		}
+	}
+	if strings.Contains(p.RevokeURL, TokenPlaceholder) {
+		return fmt.Errorf("revokeUrl: the %s placeholder is only for userinfoUrl", TokenPlaceholder)
+	}
+	if strings.Contains(p.UserinfoURL, TokenPlaceholder) {
+		u, err := url.Parse(strings.ReplaceAll(p.UserinfoURL, TokenPlaceholder, "TOKEN"))
+		if err != nil || !strings.Contains(u.Path, "TOKEN") || strings.Contains(u.Host+u.RawQuery, "TOKEN") {
+			return fmt.Errorf("userinfoUrl: the %s placeholder may appear only in the path", TokenPlaceholder)
+		}
+	}
+	switch p.RevokeStyle {
+	case "":
+		p.RevokeStyle = RevokeStyleRFC7009
+	case RevokeStyleRFC7009, RevokeStyleBearer:
+	default:
+		return fmt.Errorf("revokeStyle %q is not rfc7009 or bearer", p.RevokeStyle)
 	}
 	switch p.AuthStyle {
 	case "":

@@ -28,6 +28,11 @@ func (c Category) Valid() bool {
 // rather than to the workspace.
 func (c Category) Personal() bool { return c == CategoryEmailCalendar }
 
+// Exclusive reports whether a workspace may have only one integration of
+// this category in a status other than DISCONNECTED (one CRM per
+// workspace).
+func (c Category) Exclusive() bool { return c == CategoryCRM }
+
 // SettingsLocation is where the product's settings page shows cards of this
 // category.
 func (c Category) SettingsLocation() string {

@@ -341,28 +341,37 @@ func (s *Service) Connect(ctx context.Context, in ConnectInput) (*AuthorizationP
 	return res, err
 }
 
-// checkOneCRM refuses to connect a CRM while another CRM of the workspace
-// is connected (in any status but DISCONNECTED). It is checked when the
-// authorization starts and again when it completes.
+// checkOneCRM refuses to connect a CRM (an exclusive category) while
+// another CRM of the workspace is connected (in any status but
+// DISCONNECTED). It runs when the authorization starts and again before
+// the exchange, so a person learns early; the rule itself is enforced by
+// the store inside the callback's commit (Change.SoleInCategory), where two
+// callbacks racing cannot both pass it.
 func (s *Service) checkOneCRM(ctx context.Context, workspaceID string, pv *Provider) error {
-	if pv.Category != CategoryCRM {
+	if !pv.Category.Exclusive() {
 		return nil
 	}
-	crm := CategoryCRM
-	ins, err := s.Store.FindIntegrations(ctx, workspaceID, IntegrationFilter{Category: &crm})
+	cat := pv.Category
+	ins, err := s.Store.FindIntegrations(ctx, workspaceID, IntegrationFilter{Category: &cat})
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", pv.ID, err)
 	}
 	for _, other := range ins {
 		if other.ProviderID != pv.ID && other.Status != StatusDisconnected {
-			name := other.ProviderID
-			if op, ok := s.Catalogue.Provider(other.ProviderID); ok {
-				name = op.Name
-			}
-			return Errorf(ECONFLICT, "This workspace's CRM is %s; a workspace has one CRM. Disconnect %s first, then connect %s.", name, name, pv.Name)
+			return Errorf(ECONFLICT, "%s", s.oneCRMMessage(other, pv))
 		}
 	}
 	return nil
+}
+
+// oneCRMMessage says that other is the workspace's CRM and must be
+// disconnected before pv can be connected.
+func (s *Service) oneCRMMessage(other *Integration, pv *Provider) string {
+	name := other.ProviderID
+	if op, ok := s.Catalogue.Provider(other.ProviderID); ok {
+		name = op.Name
+	}
+	return fmt.Sprintf("This workspace's CRM is %s; a workspace has one CRM. Disconnect %s first, then connect %s.", name, name, pv.Name)
 }
 
 // ensureIntegration returns the card for provider and owner, creating it
@@ -552,6 +561,9 @@ func (s *Service) CompleteAuthorization(ctx context.Context, cp CallbackParams) 
 		Apply: func(cur *Integration) (*Integration, EventKind, error) {
 			return applyGrant(cur, st, pv, grant, missing, now)
 		},
+		// One CRM per workspace, decided in the commit's transaction.
+		SoleInCategory: pv.Category.Exclusive(),
+		SoleMessage:    func(other *Integration) string { return s.oneCRMMessage(other, pv) },
 	})
 	if err != nil {
 		// The provider issued tokens nobody will use: revoke them.

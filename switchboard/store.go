@@ -84,7 +84,15 @@ type Change struct {
 	Tokens *TokenSet
 	// Teardown, when set, is queued in the same transaction.
 	Teardown *TeardownJob
-	At       time.Time
+	// SoleInCategory, when set, makes the store refuse the change with
+	// ECONFLICT if next is in any status but DISCONNECTED while another
+	// integration of the workspace with next's category is too. The check
+	// runs inside the change's own transaction, so two changes racing to
+	// connect a workspace's CRM cannot both succeed. SoleMessage, when
+	// set, words the refusal for the other integration found.
+	SoleInCategory bool
+	SoleMessage    func(other *Integration) string
+	At             time.Time
 }
 
 // Store is Switchboard's durable state. All methods are safe for concurrent
