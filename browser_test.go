@@ -475,3 +475,30 @@ func TestBrowserBlockedPopupFallsBackToRedirect(t *testing.T) {
 	expect(t, "connected account", get(in, "integrations.0.account.email"), "ada@sandbox.test")
 	b.shot("13-after-redirect")
 }
+
+const mailCard = `#surface-EMAIL_CALENDAR [data-provider="sandbox-mail"]`
+
+// TestBrowserPersonalMail: Sandbox Mail shows under Personal Integrations,
+// and connecting it in the OAuth window makes it the viewer's own card.
+func TestBrowserPersonalMail(t *testing.T) {
+	m := mustStart(t, "")
+	b := newBrowser(t, m)
+	b.until("the Sandbox Mail card", `!!document.querySelector('`+mailCard+` [data-action="CONNECT"]')`)
+	expect(t, "section title", b.text(`#title-EMAIL_CALENDAR`), "Personal Integrations")
+	expect(t, "card title", b.text(mailCard+" h3"), "Sandbox Mail")
+	b.markPage()
+
+	b.signInInPopup(mailCard+` [data-action="CONNECT"]`, "grace@sandbox.test")
+	b.until("the mail card is Connected", fmt.Sprintf(`(document.querySelector(%q) || {dataset: {}}).dataset.status === "CONNECTED"`, mailCard))
+	b.stillSamePage()
+	if got := b.text(mailCard + ` [data-testid="account"]`); !strings.Contains(got, "grace@sandbox.test") {
+		t.Errorf("account: got %q; want grace@sandbox.test", got)
+	}
+	b.shot("10-personal-mail-connected")
+	id := evalJS[string](b, `document.querySelector('`+mailCard+`').dataset.integration`)
+	in, err := m.store.FindIntegrationByID(context.Background(), DemoWorkspaceID, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "owner", in.OwnerUserID, DemoUserID)
+}
