@@ -442,7 +442,8 @@ func TestBrowserTokenFormAndPlanNotes(t *testing.T) {
 	b.until("the page is live", `document.body.dataset.conn === "live"`)
 
 	// Plan base: no CRM and no Slack/Teams, each said once; personal
-	// integrations are on the plan (here without credentials).
+	// integrations are on the plan (Sandbox Mail, and Google and Microsoft
+	// 365 without credentials).
 	for _, c := range []struct{ section, plans string }{{"CRM", "pure and funky"}, {"MESSAGING", "pure and pitch"}} {
 		sel := "#surface-" + c.section
 		if got := b.text(sel + " .plan-note"); !strings.Contains(got, c.plans) || !strings.Contains(got, "base plan") {
@@ -450,7 +451,8 @@ func TestBrowserTokenFormAndPlanNotes(t *testing.T) {
 		}
 		expect(t, c.section+" cards", evalJS[int](b, `document.querySelectorAll('`+sel+` .card').length`), 0)
 	}
-	expect(t, "personal cards", evalJS[int](b, `document.querySelectorAll('#surface-EMAIL_CALENDAR .card').length`), 2)
+	expect(t, "personal cards", evalJS[int](b, `document.querySelectorAll('#surface-EMAIL_CALENDAR .card').length`), 3)
+	expect(t, "Sandbox Mail connectable", evalJS[bool](b, `!!document.querySelector('`+mailCard+` [data-action="CONNECT"]')`), true)
 	b.shot("12-plan-notes")
 }
 
@@ -474,4 +476,31 @@ func TestBrowserBlockedPopupFallsBackToRedirect(t *testing.T) {
 	in := c.must(`{ integrations { status account { email } } }`, nil)
 	expect(t, "connected account", get(in, "integrations.0.account.email"), "ada@sandbox.test")
 	b.shot("13-after-redirect")
+}
+
+const mailCard = `#surface-EMAIL_CALENDAR [data-provider="sandbox-mail"]`
+
+// TestBrowserPersonalMail: Sandbox Mail shows under Personal Integrations,
+// and connecting it in the OAuth window makes it the viewer's own card.
+func TestBrowserPersonalMail(t *testing.T) {
+	m := mustStart(t, "")
+	b := newBrowser(t, m)
+	b.until("the Sandbox Mail card", `!!document.querySelector('`+mailCard+` [data-action="CONNECT"]')`)
+	expect(t, "section title", b.text(`#title-EMAIL_CALENDAR`), "Personal Integrations")
+	expect(t, "card title", b.text(mailCard+" h3"), "Sandbox Mail")
+	b.markPage()
+
+	b.signInInPopup(mailCard+` [data-action="CONNECT"]`, "grace@sandbox.test")
+	b.until("the mail card is Connected", fmt.Sprintf(`(document.querySelector(%q) || {dataset: {}}).dataset.status === "CONNECTED"`, mailCard))
+	b.stillSamePage()
+	if got := b.text(mailCard + ` [data-testid="account"]`); !strings.Contains(got, "grace@sandbox.test") {
+		t.Errorf("account: got %q; want grace@sandbox.test", got)
+	}
+	b.shot("14-personal-mail-connected")
+	id := evalJS[string](b, `document.querySelector('`+mailCard+`').dataset.integration`)
+	in, err := m.store.FindIntegrationByID(context.Background(), DemoWorkspaceID, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "owner", in.OwnerUserID, DemoUserID)
 }

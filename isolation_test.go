@@ -88,7 +88,8 @@ func (s introspected) fieldType(root, field string) string {
 }
 
 // TestTenantIsolation tries every operation of the schema as workspace B
-// with workspace A's IDs, and checks that nothing of A comes back and that
+// with workspace A's IDs (of a workspace card and of a member's personal
+// one), and checks that nothing of A comes back and that
 // A's IDs behave exactly like IDs that do not exist. The operations come
 // from introspection: a root field without a case here fails the test.
 func TestTenantIsolation(t *testing.T) {
@@ -98,6 +99,9 @@ func TestTenantIsolation(t *testing.T) {
 	aInt := connect(t, a, "ada@sandbox.test")["id"].(string)
 	configure(a, aInt, "pipeline", "all")
 	aMemberTok := addUser(t, m, DemoWorkspaceID, "usr_a_member", switchboard.RoleMember)
+	// and a member's personal integration (Sandbox Mail).
+	aMember := newClient(t, m, aMemberTok)
+	aMail := connectMail(t, aMember, "limited@sandbox.test")
 	aTokID := str(newClient(t, m, aMemberTok).must(`{ viewer { tokenId } }`, nil), "viewer.tokenId")
 	aAdminTokID := str(a.must(`{ viewer { tokenId } }`, nil), "viewer.tokenId")
 
@@ -109,7 +113,7 @@ func TestTenantIsolation(t *testing.T) {
 	bInt := connect(t, b, "grace@sandbox.test")["id"].(string)
 
 	// What must never show in B's answers.
-	secretsOfA := []string{aInt, DemoWorkspaceID, "Demo workspace", "usr_a_member", DemoUserID, aTokID, aAdminTokID, "ada@sandbox.test", m.DemoToken, aMemberTok}
+	secretsOfA := []string{aInt, aMail, "limited@sandbox.test", DemoWorkspaceID, "Demo workspace", "usr_a_member", DemoUserID, aTokID, aAdminTokID, "ada@sandbox.test", m.DemoToken, aMemberTok}
 	var bodies []string
 	do := func(c *client, q string, vars map[string]any) ([]gqlError, map[string]any) {
 		raw, d, errs := c.do(q, vars)
@@ -125,6 +129,7 @@ func TestTenantIsolation(t *testing.T) {
 	// sameAsMissing runs q with A's ID and with an ID that does not exist,
 	// and wants the same outcome (code, message with the ID masked).
 	const missing = "int_doesnotexist000"
+	aIntegrations := []string{aInt, aMail} // a workspace card and a personal one
 	sameAsMissing := func(name string, c *client, q string, varName, aID, wantCode string) {
 		t.Helper()
 		e1, d1 := do(c, q, map[string]any{varName: aID})
@@ -152,7 +157,9 @@ func TestTenantIsolation(t *testing.T) {
 			do(b, `{ integrations `+sel("Query", "integrations")+` }`, nil)
 		},
 		"integration": func() {
-			sameAsMissing("integration", b, `query($id: ID!) { integration(id: $id) `+sel("Query", "integration")+` }`, "id", aInt, "")
+			for _, id := range aIntegrations {
+				sameAsMissing("integration", b, `query($id: ID!) { integration(id: $id) `+sel("Query", "integration")+` }`, "id", id, "")
+			}
 		},
 		"providers": func() { do(b, `{ providers `+sel("Query", "providers")+` }`, nil) },
 		"viewer": func() {
@@ -164,19 +171,27 @@ func TestTenantIsolation(t *testing.T) {
 		"auditLog":  func() { do(b, `{ auditLog(first: 500) `+sel("Query", "auditLog")+` }`, nil) },
 		"connectIntegration": func() {
 			// No ID to pass: B's connect reaches B's own card.
-			errs, d := do(b, `mutation { connectIntegration(input: {provider: "sandbox"}) `+sel("Mutation", "connectIntegration")+` }`, nil)
-			if len(errs) == 0 && str(d, "connectIntegration.integration.id") == aInt {
-				t.Error("B's connect reached A's integration")
+			for _, provider := range []string{"sandbox", "sandbox-mail"} {
+				errs, d := do(b, `mutation($p: String!) { connectIntegration(input: {provider: $p}) `+sel("Mutation", "connectIntegration")+` }`, map[string]any{"p": provider})
+				if id := str(d, "connectIntegration.integration.id"); len(errs) == 0 && (id == aInt || id == aMail) {
+					t.Errorf("B's connect of %s reached A's integration", provider)
+				}
 			}
 		},
 		"reconnectIntegration": func() {
-			sameAsMissing("reconnectIntegration", b, `mutation($id: ID!) { reconnectIntegration(input: {id: $id}) `+sel("Mutation", "reconnectIntegration")+` }`, "id", aInt, switchboard.ENOTFOUND)
+			for _, id := range aIntegrations {
+				sameAsMissing("reconnectIntegration", b, `mutation($id: ID!) { reconnectIntegration(input: {id: $id}) `+sel("Mutation", "reconnectIntegration")+` }`, "id", id, switchboard.ENOTFOUND)
+			}
 		},
 		"disconnectIntegration": func() {
-			sameAsMissing("disconnectIntegration", b, `mutation($id: ID!) { disconnectIntegration(input: {id: $id, confirm: true}) `+sel("Mutation", "disconnectIntegration")+` }`, "id", aInt, switchboard.ENOTFOUND)
+			for _, id := range aIntegrations {
+				sameAsMissing("disconnectIntegration", b, `mutation($id: ID!) { disconnectIntegration(input: {id: $id, confirm: true}) `+sel("Mutation", "disconnectIntegration")+` }`, "id", id, switchboard.ENOTFOUND)
+			}
 		},
 		"configureIntegration": func() {
-			sameAsMissing("configureIntegration", b, `mutation($id: ID!) { configureIntegration(input: {id: $id, settings: [{key: "pipeline", value: "sales"}]}) `+sel("Mutation", "configureIntegration")+` }`, "id", aInt, switchboard.ENOTFOUND)
+			for _, id := range aIntegrations {
+				sameAsMissing("configureIntegration", b, `mutation($id: ID!) { configureIntegration(input: {id: $id, settings: [{key: "pipeline", value: "sales"}]}) `+sel("Mutation", "configureIntegration")+` }`, "id", id, switchboard.ENOTFOUND)
+			}
 		},
 		"createApiToken": func() {
 			sameAsMissing("createApiToken", b, `mutation($u: ID!) { createApiToken(input: {name: "x", userId: $u}) `+sel("Mutation", "createApiToken")+` }`, "u", "usr_a_member", switchboard.ENOTFOUND)
@@ -202,6 +217,7 @@ func TestTenantIsolation(t *testing.T) {
 			}
 			ws.subscribe("1", `subscription { integrationEvents(afterRevision: "0") `+sel("Subscription", "integrationEvents")+` }`, nil)
 			configure(a, aInt, "pipeline", "renewals") // A changes meanwhile
+			configure(aMember, aMail, "calendar_sync_days", "14")
 			configure(b, bInt, "pipeline", "renewals")
 			for {
 				msg, err := ws.read(5 * time.Second)
@@ -235,6 +251,8 @@ func TestTenantIsolation(t *testing.T) {
 	// A is untouched, and A's tokens still work.
 	in := integration(t, a, aInt)
 	expect(t, "A's integration", []any{in["status"], settingValue(in, "pipeline")}, []any{"CONNECTED", "renewals"})
+	in = integration(t, aMember, aMail)
+	expect(t, "A's personal integration", []any{in["status"], settingValue(in, "calendar_sync_days")}, []any{"ERROR", "14"})
 	newClient(t, m, aMemberTok).must(`{ viewer { role } }`, nil)
 	// And B's token is refused on nothing of A's: A's token cannot see B.
 	if d := a.must(`query($id: ID!) { integration(id: $id) { id } }`, map[string]any{"id": bInt}); d["integration"] != nil {

@@ -227,11 +227,14 @@ func (m *Main) Run(ctx context.Context) error {
 		// The sandbox is dev-only and serves loopback: a fixed client
 		// secret is no secret worth keeping.
 		const clientID, secret = "switchboard-dev", "sandbox-dev-secret"
+		const mailClientID, mailSecret = "switchboard-dev-mail", "sandbox-dev-mail-secret"
 		m.sandbox, err = oauthflow.NewSandbox(oauthflow.SandboxConfig{
-			BaseURL:      m.URL + "/sandbox",
-			ClientID:     clientID,
-			ClientSecret: secret,
-			RedirectURIs: []string{redirect},
+			BaseURL:          m.URL + "/sandbox",
+			ClientID:         clientID,
+			ClientSecret:     secret,
+			MailClientID:     mailClientID,
+			MailClientSecret: mailSecret,
+			RedirectURIs:     []string{redirect},
 			// Grants survive restarts, so do sandbox connections.
 			StateFile:      filepath.Join(cfg.DataDir, "sandbox.json"),
 			AccessTokenTTL: cfg.SandboxAccessTokenTTL,
@@ -240,7 +243,9 @@ func (m *Main) Run(ctx context.Context) error {
 			ln.Close()
 			return err
 		}
-		providers = append([]oauthflow.ProviderConfig{oauthflow.SandboxProvider(m.URL+"/sandbox", clientID, secret)}, providers...)
+		// Sandbox CRM for the workspace, Sandbox Mail for each user.
+		mail, _ := m.sandbox.MailProvider()
+		providers = append([]oauthflow.ProviderConfig{m.sandbox.Provider(), mail}, providers...)
 	}
 	registry, err := oauthflow.NewRegistry(oauthflow.Config{RedirectURL: redirect, Providers: providers})
 	if err != nil {

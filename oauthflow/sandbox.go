@@ -18,10 +18,24 @@ import (
 	"github.com/bont/switchboard/switchboard"
 )
 
-// Sandbox scopes.
+// Sandbox scopes: the CRM client asks for contacts and deals, the mail
+// client for mail and calendar.
 const (
 	ScopeContactsRead = "contacts.read"
 	ScopeDealsRead    = "deals.read"
+	ScopeMailRead     = "mail.read"
+	ScopeCalendarRead = "calendar.read"
+)
+
+// The sandbox's two products, each a client registration of its own.
+const (
+	SandboxCRMName  = "Sandbox CRM"
+	SandboxMailName = "Sandbox Mail"
+)
+
+var (
+	sandboxCRMScopes  = []string{ScopeContactsRead, ScopeDealsRead}
+	sandboxMailScopes = []string{ScopeMailRead, ScopeCalendarRead}
 )
 
 // Sandbox lifetimes and limits.
@@ -43,10 +57,10 @@ type SandboxAccount struct {
 }
 
 var sandboxAccounts = []SandboxAccount{
-	{Sub: "sbx-1001-ada", Name: "Ada Lovelace", Email: "ada@sandbox.test", Scopes: []string{ScopeContactsRead, ScopeDealsRead}},
-	{Sub: "sbx-1002-grace", Name: "Grace Hopper", Email: "grace@sandbox.test", Scopes: []string{ScopeContactsRead, ScopeDealsRead}},
-	// Lin Ited models an admin who lost scopes.
-	{Sub: "sbx-1003-limited", Name: "Lin Ited", Email: "limited@sandbox.test", Scopes: []string{ScopeContactsRead}},
+	{Sub: "sbx-1001-ada", Name: "Ada Lovelace", Email: "ada@sandbox.test", Scopes: []string{ScopeContactsRead, ScopeDealsRead, ScopeMailRead, ScopeCalendarRead}},
+	{Sub: "sbx-1002-grace", Name: "Grace Hopper", Email: "grace@sandbox.test", Scopes: []string{ScopeContactsRead, ScopeDealsRead, ScopeMailRead, ScopeCalendarRead}},
+	// Lin Ited models a user who lost scopes: deals and calendar.
+	{Sub: "sbx-1003-limited", Name: "Lin Ited", Email: "limited@sandbox.test", Scopes: []string{ScopeContactsRead, ScopeMailRead}},
 }
 
 // SandboxAccounts lists the sandbox's demo accounts.
@@ -68,13 +82,13 @@ func sandboxAccount(email string) *SandboxAccount {
 	return nil
 }
 
-// SandboxProvider returns the catalogue entry for a sandbox served at
-// baseURL (e.g. http://127.0.0.1:8080/sandbox).
+// SandboxProvider returns the catalogue entry for the CRM product of a
+// sandbox served at baseURL (e.g. http://127.0.0.1:8080/sandbox).
 func SandboxProvider(baseURL, clientID, secret string) ProviderConfig {
 	base := strings.TrimRight(baseURL, "/")
 	return ProviderConfig{
 		ID:           "sandbox",
-		Name:         "Sandbox CRM",
+		Name:         SandboxCRMName,
 		Category:     switchboard.CategoryCRM,
 		ClientID:     clientID,
 		ClientSecret: secret,
@@ -83,12 +97,37 @@ func SandboxProvider(baseURL, clientID, secret string) ProviderConfig {
 		RevokeURL:    base + "/revoke",
 		UserinfoURL:  base + "/userinfo",
 		Identity:     IdentityFields{ID: "sub", Name: "name", Email: "email"},
-		Scopes:       []string{ScopeContactsRead, ScopeDealsRead},
+		Scopes:       slices.Clone(sandboxCRMScopes),
 		AuthStyle:    AuthStyleHeader,
 		SettingDefinitions: []switchboard.SettingDefinition{
 			{Key: "sync_interval_minutes", Label: "Sync interval (minutes)", Type: switchboard.SettingInteger, Default: "15", Min: 5, Max: 1440},
 			{Key: "sync_deals", Label: "Sync deals", Type: switchboard.SettingBoolean, Default: "true"},
 			{Key: "pipeline", Label: "Pipeline", Type: switchboard.SettingEnum, Options: []string{"sales", "renewals", "all"}, Default: "sales"},
+		},
+	}
+}
+
+// SandboxMailProvider returns the catalogue entry for the mail and calendar
+// product of the same sandbox: a personal integration (EMAIL_CALENDAR) that
+// each user connects for themselves. It has its own client registration.
+func SandboxMailProvider(baseURL, clientID, secret string) ProviderConfig {
+	base := strings.TrimRight(baseURL, "/")
+	return ProviderConfig{
+		ID:           "sandbox-mail",
+		Name:         SandboxMailName,
+		Category:     switchboard.CategoryEmailCalendar,
+		ClientID:     clientID,
+		ClientSecret: secret,
+		AuthURL:      base + "/authorize",
+		TokenURL:     base + "/token",
+		RevokeURL:    base + "/revoke",
+		UserinfoURL:  base + "/userinfo",
+		Identity:     IdentityFields{ID: "sub", Name: "name", Email: "email"},
+		Scopes:       slices.Clone(sandboxMailScopes),
+		AuthStyle:    AuthStyleHeader,
+		SettingDefinitions: []switchboard.SettingDefinition{
+			{Key: "calendar_sync_days", Label: "Calendar sync window (days)", Type: switchboard.SettingInteger, Default: "30", Min: 1, Max: 365},
+			{Key: "include_shared_calendars", Label: "Include shared calendars", Type: switchboard.SettingBoolean, Default: "false"},
 		},
 	}
 }
@@ -99,9 +138,15 @@ type SandboxConfig struct {
 	// (e.g. http://127.0.0.1:8080/sandbox). Its path is the prefix the
 	// handler strips, so it may be mounted with or without
 	// http.StripPrefix.
-	BaseURL      string
+	BaseURL string
+	// ClientID and ClientSecret register the CRM client (Sandbox CRM,
+	// contacts.read and deals.read).
 	ClientID     string
 	ClientSecret string
+	// MailClientID and MailClientSecret register the mail client (Sandbox
+	// Mail, mail.read and calendar.read); empty leaves it unregistered.
+	MailClientID     string
+	MailClientSecret string
 	// RedirectURIs are the registered redirect URIs, matched exactly.
 	RedirectURIs []string
 	// AccessTokenTTL defaults to DefaultSandboxAccessTokenTTL.
@@ -127,6 +172,7 @@ type Sandbox struct {
 	cfg      SandboxConfig
 	basePath string
 	origin   string
+	clients  []*sbxClient // the CRM client first
 
 	mu     sync.Mutex
 	codes  map[string]*sbxCode    // by token hash
@@ -139,7 +185,17 @@ type Sandbox struct {
 	seq    int
 }
 
+// sbxClient is a client registration: which product it signs in to and
+// the scopes it may ask for. Codes, grants and tokens are bound to the
+// client they were issued to.
+type sbxClient struct {
+	id, secret string
+	product    string
+	scopes     []string
+}
+
 type sbxCode struct {
+	client      *sbxClient
 	account     *SandboxAccount
 	scopes      []string
 	redirectURI string
@@ -151,6 +207,7 @@ type sbxCode struct {
 
 type sbxGrant struct {
 	id        string
+	client    *sbxClient
 	account   *SandboxAccount
 	scopes    []string
 	created   time.Time
@@ -178,6 +235,7 @@ type sbxFault struct {
 // SandboxGrant describes an active grant, for the console and tests.
 type SandboxGrant struct {
 	ID           string
+	Product      string // Sandbox CRM or Sandbox Mail
 	Email        string
 	Name         string
 	Scopes       []string
@@ -196,6 +254,12 @@ func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
 	}
 	if cfg.ClientID == "" || cfg.ClientSecret == "" {
 		return nil, fmt.Errorf("oauthflow: sandbox needs a client id and secret")
+	}
+	if (cfg.MailClientID == "") != (cfg.MailClientSecret == "") {
+		return nil, fmt.Errorf("oauthflow: sandbox mail client needs both an id and a secret")
+	}
+	if cfg.MailClientID != "" && cfg.MailClientID == cfg.ClientID {
+		return nil, fmt.Errorf("oauthflow: sandbox mail client needs an id of its own")
 	}
 	if len(cfg.RedirectURIs) == 0 {
 		return nil, fmt.Errorf("oauthflow: sandbox needs at least one redirect URI")
@@ -223,6 +287,10 @@ func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
 		rtoks:    map[string]*sbxRefresh{},
 		faults:   map[string]*sbxFault{},
 		calls:    map[string]int{},
+		clients:  []*sbxClient{{id: cfg.ClientID, secret: cfg.ClientSecret, product: SandboxCRMName, scopes: sandboxCRMScopes}},
+	}
+	if cfg.MailClientID != "" {
+		s.clients = append(s.clients, &sbxClient{id: cfg.MailClientID, secret: cfg.MailClientSecret, product: SandboxMailName, scopes: sandboxMailScopes})
 	}
 	if err := s.loadState(); err != nil {
 		return nil, err
@@ -230,9 +298,45 @@ func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
 	return s, nil
 }
 
-// Provider returns the catalogue entry for this sandbox.
+// Provider returns the catalogue entry for this sandbox's CRM.
 func (s *Sandbox) Provider() ProviderConfig {
 	return SandboxProvider(s.cfg.BaseURL, s.cfg.ClientID, s.cfg.ClientSecret)
+}
+
+// MailProvider returns the catalogue entry for this sandbox's mail client;
+// ok is false when none is registered.
+func (s *Sandbox) MailProvider() (p ProviderConfig, ok bool) {
+	if s.cfg.MailClientID == "" {
+		return ProviderConfig{}, false
+	}
+	return SandboxMailProvider(s.cfg.BaseURL, s.cfg.MailClientID, s.cfg.MailClientSecret), true
+}
+
+// client returns the registration with that id, or nil. Every registration
+// is compared, in constant time, so the answer's timing does not tell which
+// ids exist.
+func (s *Sandbox) client(id string) *sbxClient {
+	var found *sbxClient
+	for _, c := range s.clients {
+		if subtle.ConstantTimeCompare([]byte(id), []byte(c.id)) == 1 {
+			found = c
+		}
+	}
+	return found
+}
+
+// clientByID maps a persisted client id to its registration; an empty id
+// (state written before the sandbox had two clients) is the CRM client.
+func (s *Sandbox) clientByID(id string) *sbxClient {
+	if id == "" {
+		return s.clients[0]
+	}
+	for _, c := range s.clients {
+		if c.id == id {
+			return c
+		}
+	}
+	return nil
 }
 
 func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -350,7 +454,7 @@ func (s *Sandbox) Grants() []SandboxGrant {
 	now := s.cfg.Now()
 	out := make([]SandboxGrant, 0, len(s.grants))
 	for _, g := range s.grants {
-		sg := SandboxGrant{ID: g.id, Email: g.account.Email, Name: g.account.Name, Scopes: slices.Clone(g.scopes), CreatedAt: g.created, Refreshes: g.refreshes}
+		sg := SandboxGrant{ID: g.id, Product: g.client.product, Email: g.account.Email, Name: g.account.Name, Scopes: slices.Clone(g.scopes), CreatedAt: g.created, Refreshes: g.refreshes}
 		for _, h := range g.access {
 			if a := s.access[h]; a != nil && a.expires.After(now) && a.expires.After(sg.AccessExpiry) {
 				sg.AccessExpiry = a.expires
@@ -472,7 +576,8 @@ func (s *Sandbox) authorize(w http.ResponseWriter, r *http.Request) {
 		loginHint: v.Get("login_hint"), scopes: strings.Fields(v.Get("scope")),
 	}
 	// Until client and redirect URI check out, never redirect anywhere.
-	if subtle.ConstantTimeCompare([]byte(req.clientID), []byte(s.cfg.ClientID)) != 1 {
+	client := s.client(req.clientID)
+	if client == nil {
 		s.errorPage(w, http.StatusBadRequest, "Unknown client_id. The application asking for access is not registered with the sandbox.")
 		return
 	}
@@ -498,11 +603,11 @@ func (s *Sandbox) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(req.scopes) == 0 {
-		req.scopes = []string{ScopeContactsRead, ScopeDealsRead}
+		req.scopes = slices.Clone(client.scopes)
 	}
 	for _, sc := range req.scopes {
-		if sc != ScopeContactsRead && sc != ScopeDealsRead {
-			fail("invalid_scope", fmt.Sprintf("unknown scope %q", sc))
+		if !slices.Contains(client.scopes, sc) {
+			fail("invalid_scope", fmt.Sprintf("unknown scope %q for %s", sc, client.product))
 			return
 		}
 	}
@@ -521,7 +626,7 @@ func (s *Sandbox) authorize(w http.ResponseWriter, r *http.Request) {
 		acct = sandboxAccount(req.loginHint)
 	}
 	if acct == nil {
-		s.chooser(w, req, v)
+		s.chooser(w, client, req, v)
 		return
 	}
 
@@ -534,7 +639,7 @@ func (s *Sandbox) authorize(w http.ResponseWriter, r *http.Request) {
 	code := newToken()
 	s.mu.Lock()
 	s.codes[hashToken(code)] = &sbxCode{
-		account: acct, scopes: granted, redirectURI: req.redirectURI,
+		client: client, account: acct, scopes: granted, redirectURI: req.redirectURI,
 		challenge: req.challenge, expires: s.cfg.Now().Add(sandboxCodeTTL),
 	}
 	s.mu.Unlock()
@@ -568,14 +673,15 @@ func (s *Sandbox) token(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !s.authenticateClient(w, r, form) {
+	client := s.authenticateClient(w, r, form)
+	if client == nil {
 		return
 	}
 	switch form.Get("grant_type") {
 	case "authorization_code":
-		s.tokenFromCode(w, form)
+		s.tokenFromCode(w, client, form)
 	case "refresh_token":
-		s.tokenFromRefresh(w, form)
+		s.tokenFromRefresh(w, client, form)
 	case "":
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "grant_type is required")
 	default:
@@ -593,13 +699,14 @@ func (s *Sandbox) readForm(w http.ResponseWriter, r *http.Request) (url.Values, 
 }
 
 // authenticateClient accepts HTTP Basic (RFC 6749 §2.3.1, form-encoded
-// credentials) or client_id and client_secret in the body, not both.
-func (s *Sandbox) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) bool {
+// credentials) or client_id and client_secret in the body, not both, and
+// returns the client, or nil after answering the error.
+func (s *Sandbox) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) *sbxClient {
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		if form.Get("client_secret") != "" {
 			writeOAuthError(w, http.StatusBadRequest, "invalid_request", "use one client authentication method, not two")
-			return false
+			return nil
 		}
 		var err1, err2 error
 		id, err1 = url.QueryUnescape(id)
@@ -610,17 +717,17 @@ func (s *Sandbox) authenticateClient(w http.ResponseWriter, r *http.Request, for
 	} else {
 		id, secret = form.Get("client_id"), form.Get("client_secret")
 	}
-	okID := subtle.ConstantTimeCompare([]byte(id), []byte(s.cfg.ClientID)) == 1
-	okSecret := subtle.ConstantTimeCompare([]byte(secret), []byte(s.cfg.ClientSecret)) == 1
-	if !okID || !okSecret {
+	c := s.client(id)
+	okSecret := c != nil && subtle.ConstantTimeCompare([]byte(secret), []byte(c.secret)) == 1
+	if !okSecret {
 		w.Header().Set("WWW-Authenticate", `Basic realm="sandbox"`)
 		writeOAuthError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
-		return false
+		return nil
 	}
-	return true
+	return c
 }
 
-func (s *Sandbox) tokenFromCode(w http.ResponseWriter, form url.Values) {
+func (s *Sandbox) tokenFromCode(w http.ResponseWriter, client *sbxClient, form url.Values) {
 	code, verifier, redirectURI := form.Get("code"), form.Get("code_verifier"), form.Get("redirect_uri")
 	if code == "" || verifier == "" {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "code and code_verifier are required")
@@ -643,6 +750,10 @@ func (s *Sandbox) tokenFromCode(w http.ResponseWriter, form url.Values) {
 	}
 	// One attempt per code, successful or not.
 	c.used = true
+	if c.client != client {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the authorization code was issued to another client")
+		return
+	}
 	if redirectURI != c.redirectURI {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "redirect_uri does not match the authorization request")
 		return
@@ -653,13 +764,13 @@ func (s *Sandbox) tokenFromCode(w http.ResponseWriter, form url.Values) {
 		return
 	}
 	s.seq++
-	g := &sbxGrant{id: fmt.Sprintf("g%d", s.seq), account: c.account, scopes: c.scopes, created: now}
+	g := &sbxGrant{id: fmt.Sprintf("g%d", s.seq), client: client, account: c.account, scopes: c.scopes, created: now}
 	s.grants[g.id] = g
 	c.grantID = g.id
 	s.issueLocked(w, g, g.scopes, now)
 }
 
-func (s *Sandbox) tokenFromRefresh(w http.ResponseWriter, form url.Values) {
+func (s *Sandbox) tokenFromRefresh(w http.ResponseWriter, client *sbxClient, form url.Values) {
 	rt := form.Get("refresh_token")
 	if rt == "" {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
@@ -671,6 +782,12 @@ func (s *Sandbox) tokenFromRefresh(w http.ResponseWriter, form url.Values) {
 	s.sweepLocked(now)
 	rec := s.rtoks[hashToken(rt)]
 	if rec == nil || s.grants[rec.grantID] == nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is unknown or revoked")
+		return
+	}
+	if s.grants[rec.grantID].client != client {
+		// Bound to the client it was issued to (RFC 6749 §6); another
+		// client presenting it learns nothing and changes nothing.
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is unknown or revoked")
 		return
 	}
@@ -736,7 +853,8 @@ func (s *Sandbox) revoke(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !s.authenticateClient(w, r, form) {
+	client := s.authenticateClient(w, r, form)
+	if client == nil {
 		return
 	}
 	tok := form.Get("token")
@@ -756,11 +874,17 @@ func (s *Sandbox) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	h := hashToken(tok)
 	s.mu.Lock()
-	// token_type_hint only speeds up a lookup; both kinds are checked.
+	// token_type_hint only speeds up a lookup; both kinds are checked. A
+	// token of another client revokes nothing and is answered like an
+	// unknown one (RFC 7009 §2.2).
+	grantID := ""
 	if rec := s.rtoks[h]; rec != nil {
-		s.revokeGrantLocked(rec.grantID)
+		grantID = rec.grantID
 	} else if a := s.access[h]; a != nil {
-		s.revokeGrantLocked(a.grantID)
+		grantID = a.grantID
+	}
+	if g := s.grants[grantID]; g != nil && g.client == client {
+		s.revokeGrantLocked(grantID)
 	}
 	s.mu.Unlock()
 	w.Header().Set("Cache-Control", "no-store")

@@ -39,10 +39,10 @@ var sandboxTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 }).Parse(`
 {{define "head"}}<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.}} · Sandbox CRM</title><style>` + sandboxStyle + `</style></head><body><main>{{end}}
+<title>{{.}} · Sandbox</title><style>` + sandboxStyle + `</style></head><body><main>{{end}}
 
 {{define "chooser"}}{{template "head" "Sign in"}}
-<h1>Sign in to Sandbox CRM</h1>
+<h1>Sign in to {{.Product}}</h1>
 <p class="note">An application asks for these permissions: {{join .Scopes ", "}}. Choose the demo account to continue as, or deny access.</p>
 <form method="post" action="{{.Action}}">
 {{range .Hidden}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
@@ -58,18 +58,19 @@ var sandboxTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 </main></body></html>{{end}}
 
 {{define "error"}}{{template "head" "Error"}}
-<h1>Sandbox CRM cannot continue</h1>
+<h1>The sandbox cannot continue</h1>
 <p class="error" role="alert">{{.}}</p>
 </main></body></html>{{end}}
 
 {{define "console"}}{{template "head" "Console"}}
-<h1>Sandbox CRM console</h1>
+<h1>Sandbox console</h1>
 <p class="note">Active grants. Revoke one, or expire its access token, and watch its card in Switchboard react.</p>
 {{if .Grants}}<table>
 <caption class="note">{{len .Grants}} active grant(s)</caption>
-<thead><tr><th scope="col">Account</th><th scope="col">Scopes</th><th scope="col">Access token expires</th><th scope="col"><span class="note">Actions</span></th></tr></thead>
+<thead><tr><th scope="col">Account</th><th scope="col">Product</th><th scope="col">Scopes</th><th scope="col">Access token expires</th><th scope="col"><span class="note">Actions</span></th></tr></thead>
 <tbody>{{range .Grants}}<tr>
 <td>{{.Name}}<br><span class="email">{{.Email}}</span></td>
+<td>{{.Product}}</td>
 <td>{{if .Scopes}}{{join .Scopes ", "}}{{else}}none{{end}}</td>
 <td>{{time .AccessExpiry}}</td>
 <td>
@@ -77,7 +78,7 @@ var sandboxTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 <form method="post" action="{{$.Base}}/console/expire"><input type="hidden" name="grant" value="{{.ID}}"><button type="submit" aria-label="Expire access token for {{.Name}}">Expire access token</button></form>
 </td></tr>
 {{end}}</tbody></table>
-{{else}}<p>No active grants. Connect the Sandbox CRM in Switchboard to create one.</p>{{end}}
+{{else}}<p>No active grants. Connect Sandbox CRM or Sandbox Mail in Switchboard to create one.</p>{{end}}
 <h2>Demo accounts</h2>
 <ul>{{range .Accounts}}<li>{{.Name}} &lt;{{.Email}}&gt; can grant {{join .Scopes ", "}}</li>{{end}}</ul>
 </main></body></html>{{end}}
@@ -85,7 +86,7 @@ var sandboxTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 
 type hiddenField struct{ Name, Value string }
 
-func (s *Sandbox) chooser(w http.ResponseWriter, req authzRequest, v url.Values) {
+func (s *Sandbox) chooser(w http.ResponseWriter, client *sbxClient, req authzRequest, v url.Values) {
 	var hidden []hiddenField
 	for _, k := range []string{"client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge", "code_challenge_method"} {
 		if x := v.Get(k); x != "" {
@@ -94,6 +95,7 @@ func (s *Sandbox) chooser(w http.ResponseWriter, req authzRequest, v url.Values)
 	}
 	s.render(w, http.StatusOK, "chooser", map[string]any{
 		"Action":   s.basePath + "/authorize",
+		"Product":  client.product,
 		"Hidden":   hidden,
 		"Accounts": SandboxAccounts(),
 		"Scopes":   req.scopes,

@@ -23,7 +23,10 @@ type sbxStateFile struct {
 }
 
 type sbxGrantJSON struct {
-	ID        string          `json:"id"`
+	ID string `json:"id"`
+	// Client is the client id the grant was issued to; files written
+	// before the mail client existed have none, meaning the CRM client.
+	Client    string          `json:"client,omitempty"`
 	Email     string          `json:"email"`
 	Scopes    []string        `json:"scopes"`
 	Created   time.Time       `json:"created"`
@@ -61,10 +64,11 @@ func (s *Sandbox) loadState() error {
 	s.seq = f.Seq
 	for _, gj := range f.Grants {
 		acct := sandboxAccount(gj.Email)
-		if acct == nil {
-			continue // an account the sandbox no longer has
+		client := s.clientByID(gj.Client)
+		if acct == nil || client == nil {
+			continue // an account or client the sandbox no longer has
 		}
-		g := &sbxGrant{id: gj.ID, account: acct, scopes: gj.Scopes, created: gj.Created, refreshes: gj.Refreshes}
+		g := &sbxGrant{id: gj.ID, client: client, account: acct, scopes: gj.Scopes, created: gj.Created, refreshes: gj.Refreshes}
 		for _, a := range gj.Access {
 			h, err := hex.DecodeString(a.Hash)
 			if err != nil {
@@ -95,7 +99,7 @@ func (s *Sandbox) saveLocked() error {
 	}
 	f := sbxStateFile{Version: 1, Seq: s.seq, Grants: make([]sbxGrantJSON, 0, len(s.grants))}
 	for _, g := range s.grants {
-		gj := sbxGrantJSON{ID: g.id, Email: g.account.Email, Scopes: g.scopes, Created: g.created, Refreshes: g.refreshes}
+		gj := sbxGrantJSON{ID: g.id, Client: g.client.id, Email: g.account.Email, Scopes: g.scopes, Created: g.created, Refreshes: g.refreshes}
 		for _, h := range g.access {
 			if a := s.access[h]; a != nil {
 				gj.Access = append(gj.Access, sbxAccessJSON{Hash: hex.EncodeToString([]byte(h)), Scopes: a.scopes, Expires: a.expires})
