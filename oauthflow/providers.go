@@ -225,7 +225,7 @@ func LoadProviders(path string) ([]ProviderConfig, error) {
 // file's custom providers in file order. ${VAR} in any value is replaced by
 // lookup(VAR) (unset: empty), after YAML parsing, so a value cannot change
 // the file's structure; $$ stands for $. Unknown keys are errors, so a
-// misspelt clientSecret does not pass silently. The id "sandbox" is
+// misspelt clientSecret does not pass silently. The ids "sandbox" and "sandbox-mail" are
 // reserved for the dev-mode sandbox.
 func ParseProviders(data []byte, lookup func(string) (string, bool)) ([]ProviderConfig, error) {
 	var root yaml.Node
@@ -267,8 +267,8 @@ func ParseProviders(data []byte, lookup func(string) (string, bool)) ([]Provider
 		if fp.ID == "" {
 			return nil, fmt.Errorf("%s: id is missing", where)
 		}
-		if fp.ID == "sandbox" {
-			return nil, fmt.Errorf("%s: the id sandbox is reserved for the built-in dev sandbox", where)
+		if fp.ID == "sandbox" || fp.ID == "sandbox-mail" {
+			return nil, fmt.Errorf("%s: the id %s is reserved for the built-in dev sandbox", where, fp.ID)
 		}
 		if seen[fp.ID] {
 			return nil, fmt.Errorf("%s: id %s appears twice", where, fp.ID)
