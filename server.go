@@ -90,6 +90,9 @@ type Config struct {
 	ChangelogMaxEvents    int           // per workspace
 	SubscriberQueue       int           // events queued per subscriber before it is cut off
 	WebsocketWriteTimeout time.Duration // a write to a stalled socket fails after this
+	// StockWebsocket serves subscriptions with gqlgen's own websocket
+	// transport instead of gqlws, as before; for comparison benchmarks.
+	StockWebsocket bool
 
 	// The refresher (switchboard.Refresher); zero means its default.
 	RefreshInterval       time.Duration // longest time between two refreshes of a connection
@@ -292,7 +295,15 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		return 0
 	}
-	m.ws = gorillaws.New(gorillaws.Options{AllowedOrigins: allowed, WriteTimeout: cfg.WebsocketWriteTimeout})
+	wsOpts := gorillaws.Options{AllowedOrigins: allowed, WriteTimeout: cfg.WebsocketWriteTimeout}
+	if !cfg.StockWebsocket {
+		// An idle socket keeps only a small read buffer; write buffers
+		// are lent for the length of a write.
+		wsOpts.ReadBufferSize = websocketReadBuffer
+		wsOpts.WriteBufferSize = websocketWriteBuffer
+		wsOpts.WriteBufferPool = websocketWritePool
+	}
+	m.ws = gorillaws.New(wsOpts)
 
 	if cfg.Dev {
 		if err := m.bootstrapDemo(ctx); err != nil {
@@ -318,6 +329,7 @@ func (m *Main) Run(ctx context.Context) error {
 		CallbackRate:         cfg.CallbackRate,
 		CallbackBurst:        cfg.CallbackBurst,
 		WebsocketInitTimeout: cfg.WebsocketInitTimeout,
+		StockWebsocket:       cfg.StockWebsocket,
 	}
 	opts.WrapWebsocket = m.ws.Middleware
 	if m.sandbox != nil {
@@ -506,3 +518,12 @@ func (m *Main) settingsPage() http.Handler {
 	}
 	return web.Handler(opts)
 }
+
+// Websocket buffers: messages larger than the read buffer are still read
+// whole, in several reads.
+const (
+	websocketReadBuffer  = 1024
+	websocketWriteBuffer = 4096
+)
+
+var websocketWritePool = &sync.Pool{}

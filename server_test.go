@@ -60,12 +60,12 @@ type gqlError struct {
 func (e gqlError) Code() string { s, _ := e.Extensions["code"].(string); return s }
 
 type client struct {
-	t     *testing.T
+	t     testing.TB
 	url   string
 	token string
 }
 
-func newClient(t *testing.T, m *Main, token string) *client {
+func newClient(t testing.TB, m *Main, token string) *client {
 	return &client{t: t, url: m.URL, token: token}
 }
 
@@ -155,7 +155,7 @@ const integrationFields = `id status statusReason statusMessage badge { label to
 // authorize opens an authorization URL the way the OAuth window would,
 // following the sandbox's redirect to /oauth/callback, and returns the
 // callback page's status and body.
-func authorize(t *testing.T, authURL string) (int, string) {
+func authorize(t testing.TB, authURL string) (int, string) {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
@@ -170,7 +170,7 @@ func authorize(t *testing.T, authURL string) (int, string) {
 
 // connect connects the sandbox provider as the account with email, and
 // returns the integration.
-func connect(t *testing.T, c *client, email string) map[string]any {
+func connect(t testing.TB, c *client, email string) map[string]any {
 	t.Helper()
 	d := c.must(`mutation($email: String) { connectIntegration(input: {provider: "sandbox", loginHint: $email}) { authorizationUrl expiresAt integration { id } } }`,
 		map[string]any{"email": email})
@@ -188,7 +188,7 @@ func reconnect(t *testing.T, c *client, id, email string) (int, string) {
 	return authorize(t, str(d, "reconnectIntegration.authorizationUrl"))
 }
 
-func integration(t *testing.T, c *client, id string) map[string]any {
+func integration(t testing.TB, c *client, id string) map[string]any {
 	t.Helper()
 	d := c.must(`query($id: ID!) { integration(id: $id) { `+integrationFields+` } }`, map[string]any{"id": id})
 	in, _ := d["integration"].(map[string]any)

@@ -116,6 +116,7 @@ func New(src EventSource, lastRevision uint64, opts Options) *Broker {
 type subscriber struct {
 	workspaceID string
 	match       func(*switchboard.Event) bool
+	notify      func() // nil, or called after each send on ch and after it closes
 	ch          chan *switchboard.Event
 
 	// last is the last revision this subscriber has handled: enqueued, or
@@ -256,6 +257,7 @@ func (b *Broker) deliverLocked(ev *switchboard.Event, cut []cutoffNote) []cutoff
 		case s.ch <- ev:
 			s.last.Store(ev.Revision)
 			b.delivered.Add(1)
+			s.notified()
 		default:
 			slow = append(slow, s)
 		}
@@ -305,8 +307,15 @@ func (b *Broker) endLocked(s *subscriber, err error) {
 	}
 	if s.live {
 		close(s.ch)
+		s.notified()
 	} else {
 		s.cancelReplay()
+	}
+}
+
+func (s *subscriber) notified() {
+	if s.notify != nil {
+		s.notify()
 	}
 }
 
@@ -330,6 +339,7 @@ func (b *Broker) Subscribe(ctx context.Context, req switchboard.SubscribeRequest
 	s := &subscriber{
 		workspaceID: req.WorkspaceID,
 		match:       req.Match,
+		notify:      req.Notify,
 		ch:          make(chan *switchboard.Event, b.opts.QueueSize),
 		live:        req.AfterRevision == nil,
 	}
@@ -422,6 +432,7 @@ func (b *Broker) replay(ctx context.Context, s *subscriber, page []*switchboard.
 		b.mu.Unlock()
 		if !wasLive {
 			close(s.ch)
+			s.notified()
 		}
 		s.cancelReplay()
 	}()
@@ -480,6 +491,7 @@ func (b *Broker) send(ctx context.Context, s *subscriber, ev *switchboard.Event)
 	case s.ch <- ev:
 		s.last.Store(ev.Revision)
 		b.delivered.Add(1)
+		s.notified()
 		return true
 	case <-ctx.Done():
 		return false

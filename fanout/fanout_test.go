@@ -791,3 +791,55 @@ func BenchmarkPublish10000Subscribers(b *testing.B) {
 	br.Close()
 	readers.Wait()
 }
+
+// Notify lets a consumer receive without a goroutine parked on C: after
+// every notification, a receive that does not block finds what was sent,
+// through replay, held events and live delivery, and finds C closed after
+// the last one.
+func TestNotifyAccountsForEverySend(t *testing.T) {
+	b, m := newBroker(t, fanout.Options{ReplayPageSize: 2})
+	for range 5 {
+		m.commit("a", switchboard.EventConfigured)
+	}
+	var mu sync.Mutex
+	notified := 0
+	ctx, cancel := context.WithCancel(t.Context())
+	sub, err := b.Subscribe(ctx, switchboard.SubscribeRequest{WorkspaceID: "a", AfterRevision: ptr(0), Notify: func() {
+		mu.Lock()
+		notified++
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	closed := false
+	take := func() {
+		for {
+			select {
+			case ev, ok := <-sub.C:
+				if !ok {
+					closed = true
+					return
+				}
+				got = append(got, ev.Revision)
+				continue
+			default:
+			}
+			return
+		}
+	}
+	waitFor(t, func() bool { take(); return len(got) == 5 })
+	m.commit("a", switchboard.EventConfigured)
+	waitFor(t, func() bool { take(); return len(got) == 6 })
+	cancel()
+	waitFor(t, func() bool { take(); return closed })
+	mu.Lock()
+	defer mu.Unlock()
+	if want := 7; notified != want { // six events and the close
+		t.Errorf("notified %d times; want %d", notified, want)
+	}
+	if fmt.Sprint(got) != fmt.Sprint([]uint64{1, 2, 3, 4, 5, 6}) {
+		t.Errorf("revisions: got %v; want [1 2 3 4 5 6]", got)
+	}
+}

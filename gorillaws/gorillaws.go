@@ -65,6 +65,10 @@ type Options struct {
 	// EnableCompression negotiates permessage-deflate when the client
 	// offers it.
 	EnableCompression bool
+	// WriteBufferPool, when set, lends write buffers for the duration of
+	// a write, so that an idle socket holds none (gorilla's
+	// Upgrader.WriteBufferPool).
+	WriteBufferPool websocket.BufferPool
 }
 
 // Implementation accepts gqlgen websocket connections over gorilla and
@@ -99,6 +103,7 @@ func New(opts Options) *Implementation {
 		ReadBufferSize:    opts.ReadBufferSize,
 		WriteBufferSize:   opts.WriteBufferSize,
 		EnableCompression: opts.EnableCompression,
+		WriteBufferPool:   opts.WriteBufferPool,
 		CheckOrigin:       func(r *http.Request) bool { return i.originAllowed(r) },
 		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
 			w.Header().Set("Sec-Websocket-Version", "13")
@@ -372,6 +377,40 @@ func (c *conn) WriteJSON(v any) error {
 	}
 	return err
 }
+
+// WriteText writes the concatenation of parts as one text message within
+// the write timeout, without copying them into one slice first: callers
+// that send the same payload to many sockets frame it with a per-socket
+// prefix and suffix. A failed write closes the socket, as in WriteJSON.
+func (c *conn) WriteText(parts ...[]byte) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if err := c.ws.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
+		return err
+	}
+	w, err := c.ws.NextWriter(websocket.TextMessage)
+	if err == nil {
+		for _, p := range parts {
+			if _, err = w.Write(p); err != nil {
+				break
+			}
+		}
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil && !errors.Is(err, websocket.ErrCloseSent) {
+		_ = c.closeNow()
+	}
+	return err
+}
+
+// TextWriter is implemented by the connections Accept returns.
+type TextWriter interface {
+	WriteText(parts ...[]byte) error
+}
+
+var _ TextWriter = (*conn)(nil)
 
 // WriteClose sends a close frame (the reason cut to 123 bytes) and arms a
 // timer that drops the socket if the peer has not answered within about a

@@ -16,6 +16,7 @@ import (
 	"math"
 	"net/http"
 	"runtime/debug"
+	"sort"
 	"strings"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/bont/switchboard/gqlws"
 	"github.com/bont/switchboard/graph"
 	"github.com/bont/switchboard/metrics"
 	"github.com/bont/switchboard/resolvers"
@@ -81,6 +83,10 @@ type Options struct {
 	TokenBurst, CallbackBurst int
 	// WebsocketInitTimeout: zero means the default above.
 	WebsocketInitTimeout time.Duration
+	// StockWebsocket serves websockets with gqlgen's own transport
+	// (a goroutine per subscription) instead of gqlws. It exists for
+	// benchmarks that compare the two in one run.
+	StockWebsocket bool
 
 	tokenLimits    *limiters
 	callbackLimits *limiters
@@ -170,19 +176,28 @@ func (o Options) graphQLServer() *handler.Server {
 			o.CloseWebsocket(ctx, 1011, switchboard.ErrorMessage(err))
 		},
 	}}))
-	readLimit := int64(MaxBodyBytes)
-	srv.AddTransport(transport.Websocket{
-		Implementation: &wsGuard{inner: o.Websocket, initTimeout: o.WebsocketInitTimeout, maxSubscriptions: MaxSubscriptions},
-		InitFunc:       o.websocketInit,
-		// The guard closes a connection without connection_init with
-		// 4408; gqlgen's own timeout would close it with 1002.
-		InitTimeout:           0,
-		KeepAlivePingInterval: WebsocketPing,
-		PayloadReadLimit:      &readLimit,
-		ErrorFunc: func(ctx context.Context, err error) {
-			o.Logger.Debug("websocket", "err", err)
-		},
-	})
+	if o.StockWebsocket {
+		readLimit := int64(MaxBodyBytes)
+		srv.AddTransport(transport.Websocket{
+			Implementation: &wsGuard{inner: o.Websocket, initTimeout: o.WebsocketInitTimeout, maxSubscriptions: MaxSubscriptions},
+			InitFunc: func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+				ctx, err := o.websocketInit(ctx, payload)
+				var ce *gqlws.CloseError
+				if errors.As(err, &ce) {
+					ctx = transport.WithWebsocketCloseCode(ctx, ce.Code)
+					ctx = transport.AppendCloseReason(ctx, ce.Reason)
+				}
+				return ctx, nil, err
+			},
+			KeepAlivePingInterval: WebsocketPing,
+			PayloadReadLimit:      &readLimit,
+			ErrorFunc: func(ctx context.Context, err error) {
+				o.Logger.Debug("websocket", "err", err)
+			},
+		})
+	} else {
+		o.addWebsocket(srv)
+	}
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
@@ -201,6 +216,22 @@ func (o Options) graphQLServer() *handler.Server {
 		return switchboard.Errorf(switchboard.EINTERNAL, "Internal error.")
 	})
 	return srv
+}
+
+// addWebsocket serves subscriptions with the gqlws transport.
+func (o Options) addWebsocket(srv *handler.Server) {
+	srv.AddTransport(&gqlws.Transport{
+		Upgrader:         o.Websocket,
+		InitFunc:         o.websocketInit,
+		InitTimeout:      o.WebsocketInitTimeout,
+		KeepAlive:        WebsocketPing,
+		MaxSubscriptions: MaxSubscriptions,
+		ReadLimit:        MaxBodyBytes,
+		ViewerKey:        viewerKey,
+		ErrorFunc: func(ctx context.Context, err error) {
+			o.Logger.Debug("websocket", "err", err)
+		},
+	})
 }
 
 // presentError puts a stable code in extensions.code. Domain errors keep
@@ -256,7 +287,7 @@ func (o Options) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		if ri := infoFrom(r.Context()); ri != nil {
-			ri.workspace = p.WorkspaceID
+			ri.setWorkspace(p.WorkspaceID)
 		}
 		if ok, wait := o.tokenLimits.allow(p.TokenID); !ok {
 			tooMany(w, wait, "with this API token")
@@ -290,7 +321,7 @@ func bearer(h string) string {
 // {"authorization": "Bearer <token>"}, "Authorization" too, or the same
 // inside "headers" (as some GraphQL clients send it). A bad token closes
 // the connection without an ack.
-func (o Options) websocketInit(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+func (o Options) websocketInit(ctx context.Context, payload transport.InitPayload) (context.Context, error) {
 	h := payload.Authorization()
 	if h == "" {
 		if hs, ok := payload["headers"].(map[string]any); ok {
@@ -302,24 +333,33 @@ func (o Options) websocketInit(ctx context.Context, payload transport.InitPayloa
 		}
 	}
 	p, err := o.Service.Authenticate(ctx, bearer(h))
-	if err == nil {
-		if ri := infoFrom(ctx); ri != nil {
-			ri.workspace = p.WorkspaceID
-		}
-	}
 	if err != nil {
 		// graphql-transport-ws: 4403 Forbidden, no ack.
-		ctx = transport.WithWebsocketCloseCode(ctx, 4403)
-		ctx = transport.AppendCloseReason(ctx, "Forbidden")
-		return ctx, nil, errors.New(switchboard.ErrorMessage(err))
+		return ctx, &gqlws.CloseError{Code: 4403, Reason: "Forbidden", Message: switchboard.ErrorMessage(err)}
+	}
+	if ri := infoFrom(ctx); ri != nil {
+		ri.setWorkspace(p.WorkspaceID)
 	}
 	if ok, _ := o.tokenLimits.allow(p.TokenID); !ok {
-		ctx = transport.WithWebsocketCloseCode(ctx, 4429)
-		ctx = transport.AppendCloseReason(ctx, "Too many requests with this API token")
-		return ctx, nil, errors.New("too many requests with this API token; retry later")
+		return ctx, &gqlws.CloseError{Code: 4429, Reason: "Too many requests with this API token", Message: "too many requests with this API token; retry later"}
 	}
 	o.conns.add(ctx, p.TokenID, p.ExpiresAt)
-	return switchboard.NewContextWithPrincipal(ctx, p), nil, nil
+	return switchboard.NewContextWithPrincipal(ctx, p), nil
+}
+
+// viewerKey is what about a websocket's viewer can change a subscription's
+// result: the workspace, the user (personal integrations are theirs
+// alone), the role and the scopes (actions are filtered by what the viewer
+// may do). Subscriptions with equal keys and equal operations share one
+// execution per event.
+func viewerKey(ctx context.Context) (string, bool) {
+	p := switchboard.PrincipalFromContext(ctx)
+	if p == nil {
+		return "", false
+	}
+	scopes := append([]string(nil), p.EffectiveScopes()...)
+	sort.Strings(scopes)
+	return strings.Join([]string{p.WorkspaceID, p.UserID, string(p.Role), strings.Join(scopes, " ")}, "\x00"), true
 }
 
 // limitCallback rate-limits the OAuth callback per client IP.

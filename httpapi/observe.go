@@ -11,14 +11,27 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
 // requestInfo travels in a request's context so the layers inside (auth)
 // can add what the access log should say.
+//
+// A websocket's connection_init may be read after the request has been
+// logged (gqlws reads in a goroutine of its own), hence the atomic.
 type requestInfo struct {
 	id        string
-	workspace string
+	workspace atomic.Pointer[string]
+}
+
+func (ri *requestInfo) setWorkspace(ws string) { ri.workspace.Store(&ws) }
+
+func (ri *requestInfo) workspaceID() string {
+	if p := ri.workspace.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 type requestInfoKey struct{}
@@ -73,7 +86,7 @@ func (o Options) observe(next http.Handler) http.Handler {
 			slog.String("route", route),
 			slog.Int("status", rec.status),
 			slog.Duration("duration", d),
-			slog.String("workspace", ri.workspace),
+			slog.String("workspace", ri.workspaceID()),
 			slog.Bool("websocket", rec.hijacked),
 		)
 	})

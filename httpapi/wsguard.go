@@ -12,7 +12,9 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 )
 
-// Websocket protocol rules gqlgen's transport leaves out. gqlgen v0.17.98
+// stockGuard is used only with Options.StockWebsocket (gqlgen's own
+// websocket transport, kept for comparison benchmarks): the protocol rules
+// gqlgen's transport leaves out, which gqlws applies itself. gqlgen v0.17.98
 // closes an init timeout and a subscribe before connection_init with 1002
 // (protocol error), lets a second subscribe with a live id replace the
 // first, and has no cap on subscriptions per connection. The guard sits
@@ -257,7 +259,8 @@ type tokenConns struct {
 type tokenConn struct{ ctx context.Context }
 
 // add tracks the websocket of ctx (the connection's context, alive while
-// the connection is) until ctx ends or the token expires.
+// the connection is) until ctx ends or the token expires. It holds no
+// goroutine: context.AfterFunc and a runtime timer do the waiting.
 func (t *tokenConns) add(ctx context.Context, tokenID string, expiresAt *time.Time) {
 	tc := &tokenConn{ctx: ctx}
 	t.mu.Lock()
@@ -269,17 +272,15 @@ func (t *tokenConns) add(ctx context.Context, tokenID string, expiresAt *time.Ti
 	}
 	t.conns[tokenID][tc] = struct{}{}
 	t.mu.Unlock()
-	go func() {
-		var expired <-chan time.Time
-		if expiresAt != nil {
-			timer := time.NewTimer(time.Until(*expiresAt))
-			defer timer.Stop()
-			expired = timer.C
-		}
-		select {
-		case <-ctx.Done():
-		case <-expired:
+	var timer *time.Timer
+	if expiresAt != nil {
+		timer = time.AfterFunc(time.Until(*expiresAt), func() {
 			t.close(ctx, 4403, "Forbidden: the API token expired")
+		})
+	}
+	context.AfterFunc(ctx, func() {
+		if timer != nil {
+			timer.Stop()
 		}
 		t.mu.Lock()
 		delete(t.conns[tokenID], tc)
@@ -287,7 +288,7 @@ func (t *tokenConns) add(ctx context.Context, tokenID string, expiresAt *time.Ti
 			delete(t.conns, tokenID)
 		}
 		t.mu.Unlock()
-	}()
+	})
 }
 
 // revoked closes every websocket opened with one of ids.

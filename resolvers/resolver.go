@@ -5,6 +5,7 @@ package resolvers
 import (
 	"context"
 
+	"github.com/bont/switchboard/gqlws"
 	"github.com/bont/switchboard/switchboard"
 )
 
@@ -31,9 +32,26 @@ func deref(s *string) string {
 	return *s
 }
 
-// stream forwards a subscription to gqlgen and reports why it ended. The
-// forwarding goroutine exits when the subscription closes or ctx ends.
-func (r *Resolver) stream(ctx context.Context, sub *switchboard.Subscription) <-chan *switchboard.Event {
+// stream opens a subscription and hands it to gqlgen. Served by the gqlws
+// transport, no goroutine is involved: the broker notifies the transport,
+// which takes each event off the channel itself. Under another transport a
+// forwarding goroutine waits on the channel, as gqlgen expects. Either way,
+// when the broker ends the subscription for a reason the client should
+// hear (a cut-off), EndSubscription says it.
+func (r *Resolver) stream(ctx context.Context, open func(notify func()) (*switchboard.Subscription, error)) (<-chan *switchboard.Event, error) {
+	notify, pumped := gqlws.Notifier(ctx)
+	sub, err := open(notify)
+	if err != nil {
+		return nil, err
+	}
+	ended := func() {
+		if err := sub.Err(); err != nil && ctx.Err() == nil && r.EndSubscription != nil {
+			r.EndSubscription(ctx, err)
+		}
+	}
+	if pumped {
+		return gqlws.Attach(ctx, sub.C, eventRevision, ended), nil
+	}
 	out := make(chan *switchboard.Event)
 	go func() {
 		defer close(out)
@@ -44,12 +62,12 @@ func (r *Resolver) stream(ctx context.Context, sub *switchboard.Subscription) <-
 				return
 			}
 		}
-		if err := sub.Err(); err != nil && ctx.Err() == nil && r.EndSubscription != nil {
-			r.EndSubscription(ctx, err)
-		}
+		ended()
 	}()
-	return out
+	return out, nil
 }
+
+func eventRevision(ev *switchboard.Event) uint64 { return ev.Revision }
 
 // once runs a mutation through the service's idempotency keys: with a key,
 // a repeat by the same token returns the first result. Without one it just

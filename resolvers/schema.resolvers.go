@@ -174,11 +174,9 @@ func (r *queryResolver) AuditLog(ctx context.Context, first *int, after *string)
 }
 
 func (r *subscriptionResolver) IntegrationEvents(ctx context.Context, afterRevision *uint64, category *switchboard.Category) (<-chan *switchboard.Event, error) {
-	sub, err := r.Service.Subscribe(ctx, afterRevision, category)
-	if err != nil {
-		return nil, err
-	}
-	return r.stream(ctx, sub), nil
+	return r.stream(ctx, func(notify func()) (*switchboard.Subscription, error) {
+		return r.Service.SubscribeNotify(ctx, afterRevision, category, notify)
+	})
 }
 
 func (r *userResolver) Email(ctx context.Context, obj *switchboard.User) (*string, error) {

@@ -811,6 +811,11 @@ func (s *Service) Configure(ctx context.Context, in ConfigureInput) (*Integratio
 // (nil: live only), optionally of one category. Other users' personal
 // integrations are never sent.
 func (s *Service) Subscribe(ctx context.Context, afterRevision *uint64, category *Category) (*Subscription, error) {
+	return s.SubscribeNotify(ctx, afterRevision, category, nil)
+}
+
+// SubscribeNotify is Subscribe with SubscribeRequest.Notify set to notify.
+func (s *Service) SubscribeNotify(ctx context.Context, afterRevision *uint64, category *Category, notify func()) (*Subscription, error) {
 	p, err := reader(ctx)
 	if err != nil {
 		return nil, err
@@ -826,6 +831,7 @@ func (s *Service) Subscribe(ctx context.Context, afterRevision *uint64, category
 			}
 			return in.OwnerUserID == "" || in.OwnerUserID == uid
 		},
+		Notify: notify,
 	})
 }
 

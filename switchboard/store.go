@@ -190,6 +190,12 @@ type SubscribeRequest struct {
 	// visibility to the viewer). It runs on the publisher's path: keep it
 	// cheap and non-blocking.
 	Match func(*Event) bool
+	// Notify, when set, is called after each event is put on the
+	// subscription's channel and after the channel is closed, so that a
+	// consumer can receive without a goroutine parked on the channel. It
+	// runs on the publisher's path, possibly under the broker's lock:
+	// it must not block, and must not call the broker.
+	Notify func()
 }
 
 // Subscription is a live stream of events.

@@ -1,0 +1,853 @@
+// Package gqlws is a gqlgen transport for GraphQL over websockets, speaking
+// graphql-transport-ws and the legacy graphql-ws, that keeps gqlgen's
+// executor but not its goroutine-per-subscription design.
+//
+// gqlgen's own transport.Websocket runs, per socket, a reader, a goroutine
+// that waits for the request to end, a keep-alive ticker goroutine (legacy
+// protocol), and one goroutine per subscription parked on the resolver's
+// channel; resolvers that adapt a broker add one more. Here a socket at
+// rest has one goroutine, its reader (the HTTP handler's own), and a
+// subscription has none:
+//
+//   - A subscription resolver hands its source channel to the transport
+//     with Attach, and has its event source call the function Notifier
+//     returns after each item it sends (the fan-out broker does this from
+//     its publish path). The notification queues the subscription on its
+//     socket; a goroutine that lives only while the socket has items to
+//     write takes them off the channel, runs gqlgen's executor on each,
+//     and writes the result under the socket's write deadline. A slow
+//     client stalls only that socket's short-lived writer.
+//   - Keep-alives and the connection_init timeout are runtime timers
+//     (time.AfterFunc), which hold no goroutine while they wait.
+//   - Each event is executed once per group of identical subscriptions:
+//     same operation text and operation name, same values of the
+//     variables the selection set reads, and the same viewer key (what
+//     about the viewer changes the result, from Transport.ViewerKey). The
+//     marshaled payload is cached by the item's key and written to every
+//     member with only a per-subscription prefix ({"id":...,"type":...}).
+//
+// Besides the protocols, the transport applies the rules gqlgen leaves
+// out: 4408 when connection_init does not come within InitTimeout, 4401 for
+// subscribe before connection_ack, 4429 for a second connection_init, 4409
+// for a subscribe that reuses the id of a running subscription, and an
+// error message (code LIMIT_EXCEEDED) for a subscribe beyond
+// MaxSubscriptions. Frames over ReadLimit are refused by the socket (1009).
+package gqlws
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+)
+
+// Subprotocols, in order of preference.
+const (
+	ProtoTransportWS = "graphql-transport-ws"
+	ProtoGraphQLWS   = "graphql-ws"
+)
+
+// CloseError, returned by an InitFunc, closes the socket with Code and
+// Reason instead of acknowledging it. The error's message goes to legacy
+// clients in connection_error.
+type CloseError struct {
+	Code    int
+	Reason  string
+	Message string
+}
+
+func (e *CloseError) Error() string { return e.Message }
+
+// Transport serves GraphQL over websockets. Set its fields before use; it is
+// safe for concurrent use afterwards.
+type Transport struct {
+	// Upgrader accepts the websocket (gorillaws). Its connections must
+	// implement WriteText(parts ...[]byte) error (gorillaws.TextWriter).
+	Upgrader transport.WebsocketImplementation
+	// InitFunc authenticates connection_init; the context it returns is
+	// the connection's from then on. A *CloseError closes with its code.
+	InitFunc func(ctx context.Context, payload transport.InitPayload) (context.Context, error)
+	// InitTimeout: no connection_init within it closes with 4408.
+	InitTimeout time.Duration
+	// KeepAlive is the interval of "ka" messages on legacy graphql-ws
+	// connections (0: none).
+	KeepAlive time.Duration
+	// MaxSubscriptions caps running subscriptions per connection (0: no cap).
+	MaxSubscriptions int
+	// ReadLimit bounds incoming frames (0: no limit).
+	ReadLimit int64
+	// ViewerKey says what about the connection's viewer can change an
+	// operation's result. Subscriptions share executions only when their
+	// keys are equal; ok false shares nothing. Nil shares nothing.
+	ViewerKey func(ctx context.Context) (key string, ok bool)
+	// ErrorFunc, when set, hears read and write errors.
+	ErrorFunc func(ctx context.Context, err error)
+
+	groups groups
+}
+
+var _ graphql.Transport = (*Transport)(nil)
+
+// Supports reports whether r asks for a websocket.
+func (t *Transport) Supports(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != ""
+}
+
+// Do accepts one websocket and starts its reader, the one goroutine the
+// socket keeps while it is open.
+func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	ws, err := t.Upgrader.Accept(w, r, transport.WebsocketAcceptOptions{
+		ResponseHeader: http.Header{},
+		Subprotocols:   []string{ProtoTransportWS, ProtoGraphQLWS},
+	})
+	if err != nil {
+		return // Accept answered the request
+	}
+	tw, ok := ws.(textWriter)
+	if !ok {
+		_ = ws.WriteClose(1011, "websocket implementation cannot write text parts")
+		_ = ws.Close()
+		return
+	}
+	proto := ws.Subprotocol()
+	switch proto {
+	case ProtoTransportWS:
+	case ProtoGraphQLWS, "":
+		proto = ProtoGraphQLWS
+	default:
+		_ = ws.WriteClose(1002, "unsupported subprotocol "+proto)
+		_ = ws.Close()
+		return
+	}
+	if t.ReadLimit > 0 {
+		if l, ok := ws.(transport.WebsocketReadLimiter); ok {
+			l.SetReadLimit(t.ReadLimit)
+		}
+	}
+	// The reader runs in a goroutine of its own and the handler returns:
+	// net/http then lets go of the request's buffers and the handler's
+	// deep stack, which a socket at rest would otherwise pin. The
+	// request's context ends when the handler returns, so the
+	// connection's keeps its values but not its cancellation.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	c := &conn{
+		t:       t,
+		ws:      ws,
+		tw:      tw,
+		legacy:  proto == ProtoGraphQLWS,
+		exec:    exec,
+		ctx:     ctx,
+		cancel:  cancel,
+		headers: r.Header,
+		subs:    map[string]*sub{},
+	}
+	if t.InitTimeout > 0 {
+		c.initTimer = time.AfterFunc(t.InitTimeout, func() {
+			c.mu.Lock()
+			inited := c.inited
+			c.mu.Unlock()
+			if !inited {
+				c.close(4408, "Connection initialisation timeout")
+			}
+		})
+	}
+	go c.read()
+}
+
+type textWriter interface {
+	WriteText(parts ...[]byte) error
+}
+
+// conn is one websocket. The reader goroutine owns inited/acked changes and
+// starts subscriptions; writes come from it, from timers and from the
+// short-lived drain goroutine.
+type conn struct {
+	t       *Transport
+	ws      transport.WebsocketConn
+	tw      textWriter
+	legacy  bool
+	exec    graphql.GraphExecutor
+	cancel  context.CancelFunc
+	headers http.Header
+
+	ctx     context.Context // the connection's; after init, the InitFunc's
+	viewer  string          // ViewerKey of ctx, after init
+	grouped bool
+
+	mu        sync.Mutex
+	inited    bool
+	acked     bool
+	closed    bool
+	subs      map[string]*sub // running, by id
+	ready     []*sub          // subscriptions with items to take
+	draining  bool            // a drain goroutine is running
+	initTimer *time.Timer
+	kaTimer   *time.Timer
+}
+
+// textMessage is RFC 6455's text frame opcode, as the socket reports it.
+const textMessage = 1
+
+type inMessage struct {
+	ID      string          `json:"id"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+type outMessage struct {
+	ID      string `json:"id,omitempty"`
+	Type    string `json:"type"`
+	Payload any    `json:"payload,omitempty"`
+}
+
+func (c *conn) read() {
+	defer c.shutdown()
+	for {
+		typ, r, err := c.ws.NextReader()
+		if err != nil {
+			if !errors.Is(err, transport.ErrWebsocketClosed) && !errors.Is(err, net.ErrClosed) {
+				c.report(err)
+			}
+			return
+		}
+		data, err := io.ReadAll(r)
+		if err != nil {
+			c.report(err)
+			return
+		}
+		if typ != textMessage {
+			c.invalid("binary frames are not part of the protocol")
+			return
+		}
+		var m inMessage
+		if err := json.Unmarshal(data, &m); err != nil {
+			c.invalid("not a JSON object")
+			return
+		}
+		switch m.Type {
+		case "subscribe", "start", "complete", "stop":
+			if m.ID == "" {
+				c.invalid(m.Type + " needs an id")
+				return
+			}
+		}
+		switch m.Type {
+		case "connection_init", "subscribe", "start":
+			if p := bytes.TrimSpace(m.Payload); len(p) > 0 && p[0] != '{' && string(p) != "null" {
+				c.invalid("the payload must be an object")
+				return
+			}
+		}
+		if !c.handle(m) {
+			return
+		}
+	}
+}
+
+// handle applies one message; false ends the connection.
+func (c *conn) handle(m inMessage) bool {
+	c.mu.Lock()
+	inited, acked := c.inited, c.acked
+	c.mu.Unlock()
+
+	switch m.Type {
+	case "connection_init":
+		if inited {
+			c.close(4429, "Too many initialisation requests")
+			return false
+		}
+		return c.init(m.Payload)
+	case "subscribe", "start":
+		if (m.Type == "subscribe") == c.legacy {
+			break
+		}
+		if !acked {
+			if !c.legacy {
+				c.close(4401, "Unauthorized")
+			} else {
+				c.connectionError("unexpected message " + m.Type)
+				c.close(1002, "unexpected message")
+			}
+			return false
+		}
+		return c.subscribe(m.ID, m.Payload)
+	case "complete", "stop":
+		if (m.Type == "complete") == c.legacy {
+			break
+		}
+		c.stop(m.ID)
+		return true
+	case "ping":
+		if c.legacy {
+			break
+		}
+		c.write(outMessage{Type: "pong", Payload: rawOrNil(m.Payload)})
+		return true
+	case "pong":
+		if c.legacy {
+			break
+		}
+		return true
+	case "connection_terminate":
+		if !c.legacy {
+			break
+		}
+		c.close(1000, "terminated")
+		return false
+	}
+	c.invalid("unknown type " + truncate(m.Type, 40))
+	return false
+}
+
+// invalid ends the connection for a frame that is not a message of the
+// protocol: 4400 and the reason (graphql-transport-ws; the legacy
+// protocol has no code of its own, so it gets the same).
+func (c *conn) invalid(why string) {
+	c.connectionError("invalid message: " + why)
+	c.close(4400, "Invalid message received: "+why)
+}
+
+func rawOrNil(p json.RawMessage) any {
+	if len(p) == 0 {
+		return nil
+	}
+	return p
+}
+
+func (c *conn) init(payload json.RawMessage) bool {
+	c.mu.Lock()
+	c.inited = true
+	if c.initTimer != nil {
+		c.initTimer.Stop()
+	}
+	c.mu.Unlock()
+
+	var p transport.InitPayload
+	if len(payload) > 0 && string(payload) != "null" {
+		if err := json.Unmarshal(payload, &p); err != nil {
+			c.connectionError("invalid connection_init payload")
+			c.close(4400, "Invalid connection_init payload")
+			return false
+		}
+	}
+	if c.t.InitFunc != nil {
+		ctx, err := c.t.InitFunc(c.ctx, p)
+		if err != nil {
+			c.connectionError(err.Error())
+			code, reason := 4403, "Forbidden"
+			var ce *CloseError
+			if errors.As(err, &ce) {
+				code, reason = ce.Code, ce.Reason
+			}
+			c.close(code, reason)
+			return false
+		}
+		c.ctx = ctx
+	}
+	if c.t.ViewerKey != nil {
+		c.viewer, c.grouped = c.t.ViewerKey(c.ctx)
+	}
+	c.write(outMessage{Type: "connection_ack"})
+	c.mu.Lock()
+	c.acked = true
+	c.mu.Unlock()
+	if c.legacy {
+		c.write(outMessage{Type: "ka"})
+		if c.t.KeepAlive > 0 {
+			c.mu.Lock()
+			c.kaTimer = time.AfterFunc(c.t.KeepAlive, c.keepAlive)
+			c.mu.Unlock()
+		}
+	}
+	return true
+}
+
+func (c *conn) keepAlive() {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed || c.ctx.Err() != nil {
+		return
+	}
+	c.write(outMessage{Type: "ka"})
+	c.mu.Lock()
+	if !c.closed {
+		c.kaTimer.Reset(c.t.KeepAlive)
+	}
+	c.mu.Unlock()
+}
+
+// connectionError tells a legacy client why it is being closed;
+// graphql-transport-ws has no such message (the close reason says it).
+func (c *conn) connectionError(msg string) {
+	if c.legacy {
+		c.write(outMessage{Type: "connection_error", Payload: map[string]string{"message": msg}})
+	}
+}
+
+func (c *conn) report(err error) {
+	if c.t.ErrorFunc != nil && err != nil {
+		c.t.ErrorFunc(c.ctx, err)
+	}
+}
+
+// write sends one control message. Errors close the socket (the
+// implementation does that); the reader then ends.
+func (c *conn) write(m outMessage) {
+	if err := c.ws.WriteJSON(m); err != nil {
+		c.report(err)
+	}
+}
+
+// close sends a close frame and ends the connection; the reader sees the
+// socket close and cleans up.
+func (c *conn) close(code int, reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+	_ = c.ws.WriteClose(code, reason)
+	_ = c.ws.Close()
+	c.cancel()
+}
+
+// shutdown runs when the reader ends: every subscription's context ends
+// (the broker closes their channels), timers stop, the socket closes.
+func (c *conn) shutdown() {
+	c.mu.Lock()
+	c.closed = true
+	if c.initTimer != nil {
+		c.initTimer.Stop()
+	}
+	if c.kaTimer != nil {
+		c.kaTimer.Stop()
+	}
+	c.mu.Unlock()
+	c.cancel()
+	_ = c.ws.Close()
+}
+
+// ---- subscriptions ----
+
+const (
+	itemNone = iota
+	itemGot
+	itemClosed
+)
+
+// source is a subscription's channel as the transport sees it.
+type source interface {
+	// take receives without blocking: itemGot (with the item's cache
+	// key), itemNone, or itemClosed.
+	take() (key uint64, state int)
+	// feed hands the item take received to gqlgen's executor, which
+	// receives it on the channel the resolver returned.
+	feed()
+	// ended runs the resolver's end hook.
+	ended()
+}
+
+type sub struct {
+	c      *conn
+	id     string
+	ctx    context.Context
+	cancel context.CancelFunc
+	prefix []byte // {"id":"…","type":"next","payload":
+
+	// Set before started; then read-only.
+	responses graphql.ResponseHandler
+	src       source
+	group     *group
+
+	// mu of the conn:
+	started bool // responses is set; notifications may queue it
+	early   bool // notified before started
+	queued  bool // in c.ready
+	stopped bool // the client completed it: stop sent the complete
+}
+
+type pumpKey struct{}
+
+// Notifier returns the function an event source must call after each item
+// it sends on the channel later handed to Attach, and after closing it. ok
+// is false when ctx is not a subscription served by this transport: then
+// the resolver returns its channel to gqlgen as usual.
+func Notifier(ctx context.Context) (notify func(), ok bool) {
+	s, ok := ctx.Value(pumpKey{}).(*sub)
+	if !ok {
+		return nil, false
+	}
+	return s.notify, true
+}
+
+// Attach hands src to the transport and returns the channel the resolver
+// returns to gqlgen. Items with equal key render to equal results for
+// equal operations and viewers (an event's revision). ended runs once, after
+// src has closed and every item was written, before the subscription
+// completes; it may close the socket (gorillaws.Close) to say why.
+//
+// Without a transport subscription in ctx (see Notifier) it returns src.
+func Attach[T any](ctx context.Context, src <-chan T, key func(T) uint64, ended func()) <-chan T {
+	s, ok := ctx.Value(pumpKey{}).(*sub)
+	if !ok {
+		return src
+	}
+	cs := &chanSource[T]{src: src, slot: make(chan T, 1), key: key, end: ended}
+	s.src = cs
+	return cs.slot
+}
+
+type chanSource[T any] struct {
+	src  <-chan T
+	slot chan T
+	key  func(T) uint64
+	end  func()
+	cur  T
+}
+
+func (cs *chanSource[T]) take() (uint64, int) {
+	select {
+	case v, ok := <-cs.src:
+		if !ok {
+			return 0, itemClosed
+		}
+		cs.cur = v
+		return cs.key(v), itemGot
+	default:
+		return 0, itemNone
+	}
+}
+
+func (cs *chanSource[T]) feed() {
+	var zero T
+	cs.slot <- cs.cur
+	cs.cur = zero
+}
+
+func (cs *chanSource[T]) ended() {
+	if cs.end != nil {
+		cs.end()
+	}
+}
+
+// notify queues s on its socket and makes sure a drain goroutine runs. It
+// is called from the broker's publish path: it never blocks.
+func (s *sub) notify() {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !s.started {
+		s.early = true
+		return
+	}
+	c.queueLocked(s)
+}
+
+func (c *conn) queueLocked(s *sub) {
+	if s.queued {
+		return
+	}
+	s.queued = true
+	c.ready = append(c.ready, s)
+	if !c.draining {
+		c.draining = true
+		go c.drain()
+	}
+}
+
+// drain takes and writes every ready item, then exits.
+func (c *conn) drain() {
+	for {
+		c.mu.Lock()
+		if len(c.ready) == 0 {
+			c.draining = false
+			c.ready = nil
+			c.mu.Unlock()
+			return
+		}
+		s := c.ready[0]
+		c.ready[0] = nil
+		c.ready = c.ready[1:]
+		s.queued = false
+		c.mu.Unlock()
+		c.pump(s)
+	}
+}
+
+func (c *conn) pump(s *sub) {
+	defer func() {
+		if r := recover(); r != nil {
+			err := graphql.GetOperationContext(s.ctx).Recover(s.ctx, r)
+			c.sendError(s.id, toGQLError(err))
+			s.cancel()
+		}
+	}()
+	for {
+		key, state := s.src.take()
+		switch state {
+		case itemNone:
+			return
+		case itemClosed:
+			c.finish(s)
+			return
+		}
+		payload := c.render(s, key)
+		if payload == nil {
+			continue
+		}
+		if err := c.tw.WriteText(s.prefix, payload, suffix); err != nil {
+			c.report(err)
+		}
+	}
+}
+
+var suffix = []byte("}")
+
+// render runs gqlgen's executor on the item s.src holds, once per group.
+func (c *conn) render(s *sub, key uint64) []byte {
+	g := s.group
+	if g == nil {
+		return c.execute(s)
+	}
+	if b := g.lookup(key); b != nil {
+		return b
+	}
+	g.renderMu.Lock()
+	defer g.renderMu.Unlock()
+	if b := g.lookup(key); b != nil {
+		return b
+	}
+	b := c.execute(s)
+	if b != nil {
+		g.store(key, b)
+	}
+	return b
+}
+
+func (c *conn) execute(s *sub) []byte {
+	s.src.feed()
+	resp := s.responses(s.ctx)
+	if resp == nil {
+		return nil
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		c.report(err)
+		return nil
+	}
+	return b
+}
+
+// finish ends a subscription whose channel closed.
+func (c *conn) finish(s *sub) {
+	s.src.ended()
+	c.mu.Lock()
+	if c.subs[s.id] == s {
+		delete(c.subs, s.id)
+	}
+	skip := s.stopped || c.closed
+	c.mu.Unlock()
+	s.cancel()
+	if s.group != nil {
+		c.t.groups.leave(s.group)
+	}
+	if !skip && c.ctx.Err() == nil {
+		c.write(outMessage{ID: s.id, Type: "complete"})
+	}
+}
+
+func (c *conn) stop(id string) {
+	c.mu.Lock()
+	s := c.subs[id]
+	if s != nil {
+		delete(c.subs, id)
+		s.stopped = true
+	}
+	c.mu.Unlock()
+	if s != nil {
+		s.cancel()
+		// As gqlgen does, confirm with complete; sent here, in the
+		// reader, so it precedes anything of a later subscription that
+		// reuses the id.
+		c.write(outMessage{ID: id, Type: "complete"})
+	}
+}
+
+func (c *conn) sendError(id string, errs ...*gqlerror.Error) {
+	var payload any = errs
+	if c.legacy && len(errs) > 0 {
+		// graphql-ws sends one error object.
+		payload = errs[0]
+	}
+	c.write(outMessage{ID: id, Type: "error", Payload: payload})
+}
+
+func toGQLError(err error) *gqlerror.Error {
+	var g *gqlerror.Error
+	if errors.As(err, &g) {
+		return g
+	}
+	g = &gqlerror.Error{}
+	if err != nil {
+		g.Message = err.Error()
+	}
+	return g
+}
+
+func (c *conn) sendResponse(id string, resp *graphql.Response) {
+	typ := "next"
+	if c.legacy {
+		typ = "data"
+	}
+	c.write(outMessage{ID: id, Type: typ, Payload: resp})
+}
+
+func (c *conn) nextPrefix(id string) []byte {
+	typ := "next"
+	if c.legacy {
+		typ = "data"
+	}
+	b := make([]byte, 0, len(id)+40)
+	b = append(b, `{"id":`...)
+	b = strconv.AppendQuote(b, id)
+	b = append(b, `,"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","payload":`...)
+	return b
+}
+
+// subscribe starts operation id. The resolver runs here, in the reader:
+// for the broker that is registering and reading the first replay page.
+func (c *conn) subscribe(id string, payload json.RawMessage) bool {
+	c.mu.Lock()
+	_, dup := c.subs[id]
+	full := c.t.MaxSubscriptions > 0 && len(c.subs) >= c.t.MaxSubscriptions
+	c.mu.Unlock()
+	if dup {
+		c.close(4409, "Subscriber for "+truncate(id, 64)+" already exists")
+		return false
+	}
+	if full {
+		c.sendError(id, &gqlerror.Error{
+			Message:    "Too many subscriptions on this connection; complete one first or open another connection.",
+			Extensions: map[string]any{"code": "LIMIT_EXCEEDED", "limit": c.t.MaxSubscriptions},
+		})
+		return true
+	}
+
+	start := graphql.Now()
+	params := &graphql.RawParams{}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(params); err != nil {
+		c.sendError(id, &gqlerror.Error{Message: "invalid json"})
+		c.write(outMessage{ID: id, Type: "complete"})
+		return true
+	}
+	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	params.Headers = c.headers
+
+	ctx := graphql.StartOperationTrace(c.ctx)
+	rc, errs := c.exec.CreateOperationContext(ctx, params)
+	if errs != nil {
+		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
+			c.sendError(id, resp.Errors...)
+		} else {
+			c.sendResponse(id, &graphql.Response{Errors: errs})
+		}
+		c.write(outMessage{ID: id, Type: "complete"})
+		return true
+	}
+	ctx = graphql.WithOperationContext(ctx, rc)
+	ctx, cancel := context.WithCancel(ctx)
+	s := &sub{c: c, id: id, cancel: cancel, prefix: c.nextPrefix(id)}
+	c.mu.Lock()
+	c.subs[id] = s
+	c.mu.Unlock()
+
+	if rc.Operation.Operation != ast.Subscription {
+		// Queries and mutations over the socket: one result, written by a
+		// goroutine that ends with it.
+		go c.runOnce(s, ctx, rc)
+		return true
+	}
+
+	responses, ctx := c.exec.DispatchOperation(context.WithValue(ctx, pumpKey{}, s), rc)
+	s.ctx = ctx
+	s.responses = responses
+	if s.src == nil {
+		// The resolver failed (a one-shot error response) or does not
+		// hand its channel over: gqlgen's loop, in a goroutine.
+		go c.runOnce(s, ctx, nil)
+		return true
+	}
+	if c.grouped {
+		s.group = c.t.groups.join(c.viewer + "\x00" + operationKey(rc))
+	}
+	c.mu.Lock()
+	s.started = true
+	if s.early {
+		c.queueLocked(s)
+	}
+	c.mu.Unlock()
+	return true
+}
+
+// runOnce serves an operation the gqlgen way: call the response handler
+// until it ends. rc is set when the operation is yet to be dispatched.
+func (c *conn) runOnce(s *sub, ctx context.Context, rc *graphql.OperationContext) {
+	defer func() {
+		if r := recover(); r != nil {
+			err := graphql.GetOperationContext(ctx).Recover(ctx, r)
+			c.sendError(s.id, toGQLError(err))
+		}
+		c.mu.Lock()
+		if c.subs[s.id] == s {
+			delete(c.subs, s.id)
+		}
+		skip := s.stopped || c.closed
+		c.mu.Unlock()
+		if !skip && c.ctx.Err() == nil {
+			c.write(outMessage{ID: s.id, Type: "complete"})
+		}
+		s.cancel()
+	}()
+	responses := s.responses
+	if rc != nil {
+		responses, ctx = c.exec.DispatchOperation(ctx, rc)
+	}
+	for {
+		resp := responses(ctx)
+		if resp == nil {
+			return
+		}
+		c.sendResponse(s.id, resp)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// String is for debugging.
+func (s *sub) String() string { return fmt.Sprintf("subscription %q", s.id) }

@@ -1,0 +1,165 @@
+package gqlws
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+)
+
+// groupCacheSize is how many rendered items a group keeps. Members of a
+// group read the same events in the same order, give or take a replay, so
+// a few suffice; a miss only costs an execution.
+const groupCacheSize = 8
+
+// groups holds the live groups of identical subscriptions, by key.
+type groups struct {
+	mu sync.Mutex
+	m  map[string]*group
+}
+
+// group is the subscriptions sharing one key. renderMu makes the first
+// member to meet an item execute it while the others wait and reuse it.
+type group struct {
+	key  string
+	refs int // groups.mu
+
+	renderMu sync.Mutex
+	mu       sync.Mutex
+	keys     [groupCacheSize]uint64
+	payloads [groupCacheSize][]byte
+	next     int
+}
+
+func (gs *groups) join(key string) *group {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	if gs.m == nil {
+		gs.m = map[string]*group{}
+	}
+	g := gs.m[key]
+	if g == nil {
+		g = &group{key: key}
+		gs.m[key] = g
+	}
+	g.refs++
+	return g
+}
+
+func (gs *groups) leave(g *group) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	g.refs--
+	if g.refs == 0 && gs.m[g.key] == g {
+		delete(gs.m, g.key)
+	}
+}
+
+func (g *group) lookup(key uint64) []byte {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, k := range g.keys {
+		if k == key && g.payloads[i] != nil {
+			return g.payloads[i]
+		}
+	}
+	return nil
+}
+
+func (g *group) store(key uint64, b []byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.keys[g.next] = key
+	g.payloads[g.next] = b
+	g.next = (g.next + 1) % groupCacheSize
+}
+
+// operationKey names what decides how one item renders for an operation:
+// its text, its name, and the values of the variables read anywhere but in
+// the arguments of the root subscription field. Those arguments
+// (afterRevision, category) choose which items arrive, not how an item
+// renders, so subscribers resuming from different revisions still share.
+func operationKey(rc *graphql.OperationContext) string {
+	var b strings.Builder
+	b.WriteString(rc.OperationName)
+	b.WriteByte(0)
+	b.WriteString(rc.RawQuery)
+	b.WriteByte(0)
+
+	used := map[string]bool{}
+	var walkValue func(v *ast.Value)
+	walkValue = func(v *ast.Value) {
+		if v == nil {
+			return
+		}
+		if v.Kind == ast.Variable {
+			used[v.Raw] = true
+		}
+		for _, ch := range v.Children {
+			walkValue(ch.Value)
+		}
+	}
+	walkDirectives := func(ds ast.DirectiveList) {
+		for _, d := range ds {
+			for _, a := range d.Arguments {
+				walkValue(a.Value)
+			}
+		}
+	}
+	seenFragments := map[string]bool{}
+	var walkSet func(set ast.SelectionSet)
+	walkSet = func(set ast.SelectionSet) {
+		for _, sel := range set {
+			switch s := sel.(type) {
+			case *ast.Field:
+				for _, a := range s.Arguments {
+					walkValue(a.Value)
+				}
+				walkDirectives(s.Directives)
+				walkSet(s.SelectionSet)
+			case *ast.InlineFragment:
+				walkDirectives(s.Directives)
+				walkSet(s.SelectionSet)
+			case *ast.FragmentSpread:
+				walkDirectives(s.Directives)
+				if seenFragments[s.Name] {
+					continue
+				}
+				seenFragments[s.Name] = true
+				if f := rc.Doc.Fragments.ForName(s.Name); f != nil {
+					walkDirectives(f.Directives)
+					walkSet(f.SelectionSet)
+				}
+			}
+		}
+	}
+	op := rc.Operation
+	walkDirectives(op.Directives)
+	for _, sel := range op.SelectionSet {
+		switch s := sel.(type) {
+		case *ast.Field:
+			// The root field's arguments are left out on purpose.
+			walkDirectives(s.Directives)
+			walkSet(s.SelectionSet)
+		default:
+			// A fragment at the root: be conservative, everything counts.
+			walkSet(ast.SelectionSet{sel})
+		}
+	}
+	names := make([]string, 0, len(used))
+	for n := range used {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		v, _ := json.Marshal(rc.Variables[n])
+		b.WriteString(n)
+		b.WriteByte('=')
+		b.Write(v)
+		b.WriteByte(0)
+	}
+	return b.String()
+}

@@ -1,0 +1,64 @@
+package gqlws
+
+import (
+	"testing"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
+)
+
+func opContext(t *testing.T, query string, vars map[string]any) *graphql.OperationContext {
+	t.Helper()
+	doc, err := parser.ParseQuery(&ast.Source{Input: query})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &graphql.OperationContext{RawQuery: query, Doc: doc, Operation: doc.Operations[0], Variables: vars}
+}
+
+func TestOperationKeyIgnoresRootArgumentsOnly(t *testing.T) {
+	const q = `subscription($after: Revision, $withHistory: Boolean!) {
+		integrationEvents(afterRevision: $after) { revision integration { id accountHistory @include(if: $withHistory) { from } } }
+	}`
+	a := operationKey(opContext(t, q, map[string]any{"after": "1", "withHistory": true}))
+	b := operationKey(opContext(t, q, map[string]any{"after": "99", "withHistory": true}))
+	c := operationKey(opContext(t, q, map[string]any{"after": "1", "withHistory": false}))
+	if a != b {
+		t.Errorf("resuming from another revision changed the key:\n%q\n%q", a, b)
+	}
+	if a == c {
+		t.Errorf("a variable the selection reads did not change the key")
+	}
+
+	const frag = `subscription($v: Boolean!) { integrationEvents { ...F } } fragment F on IntegrationEvent { revision @skip(if: $v) }`
+	if operationKey(opContext(t, frag, map[string]any{"v": true})) == operationKey(opContext(t, frag, map[string]any{"v": false})) {
+		t.Errorf("a variable read inside a fragment did not change the key")
+	}
+	if operationKey(opContext(t, `subscription { integrationEvents { revision } }`, nil)) ==
+		operationKey(opContext(t, `subscription { integrationEvents { revision kind } }`, nil)) {
+		t.Errorf("different selections share a key")
+	}
+}
+
+func TestGroupCacheAndRefs(t *testing.T) {
+	var gs groups
+	g := gs.join("k")
+	if gs.join("k") != g {
+		t.Fatal("same key, different groups")
+	}
+	for i := uint64(1); i <= groupCacheSize+1; i++ {
+		g.store(i, []byte{byte(i)})
+	}
+	if g.lookup(1) != nil {
+		t.Error("the oldest entry survived a full ring")
+	}
+	if b := g.lookup(groupCacheSize + 1); len(b) != 1 || b[0] != groupCacheSize+1 {
+		t.Errorf("latest entry: got %v", b)
+	}
+	gs.leave(g)
+	gs.leave(g)
+	if gs.join("k") == g {
+		t.Error("a group outlived its last member")
+	}
+}
