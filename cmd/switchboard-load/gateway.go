@@ -131,7 +131,10 @@ func (g *gateway) connectAll(ctx context.Context, hc *http.Client, all bool) err
 		return fmt.Errorf("gateway setup: %w", err)
 	}
 	var d struct {
-		Providers    []struct{ ID string; Available bool }
+		Providers []struct {
+			ID        string
+			Available bool
+		}
 		Integrations []struct {
 			ID, Status string
 			Provider   struct{ ID string }

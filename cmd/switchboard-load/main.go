@@ -34,14 +34,14 @@ type options struct {
 	runs      int
 
 	subscribers, perSocket, latencyEvents, events int
-	idleSockets                                    int
-	scaleSockets, scalePerSocket                   int
-	mutationClients, queryClients                  int
-	requests                                       int64
-	duration                                       time.Duration
-	churnCycles                                    int
-	integrations                                   int
-	peers                                          string
+	idleSockets                                   int
+	scaleSockets, scalePerSocket                  int
+	mutationClients, queryClients                 int
+	requests                                      int64
+	duration                                      time.Duration
+	churnCycles                                   int
+	integrations                                  int
+	peers                                         string
 
 	targetURL, token string
 	targetPID        int

@@ -251,10 +251,10 @@ func runMutations(ctx context.Context, o *options, g *gateway) (gw, base *rateRe
 // churnResult: the server's goroutines and heap before and after cycles
 // of connect, subscribe, disconnect.
 type churnResult struct {
-	cycles                    int
-	gorBefore, gorAfter       float64
-	heapBefore, heapAfter     float64
-	rssBefore, rssAfter       int64
+	cycles                int
+	gorBefore, gorAfter   float64
+	heapBefore, heapAfter float64
+	rssBefore, rssAfter   int64
 }
 
 func runChurn(ctx context.Context, o *options, t *target, cycles int) (*churnResult, error) {
