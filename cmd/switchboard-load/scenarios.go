@@ -103,6 +103,11 @@ func runFanout(ctx context.Context, o *options, t *target, sockets, perSocket, l
 	r.ack = percentile(acks, 0.5)
 	r.p50, r.p99, r.max = percentile(lats, 0.50), percentile(lats, 0.99), percentile(lats, 1)
 
+	if throughputEvents == 0 {
+		r.failed = p.failed.Load()
+		o.logf("%s: %d subscriptions: %.1f KiB and %.2f goroutines per idle socket", t.name, r.subs, r.rssPerSocket/1024, r.goroutinesPerSock)
+		return r, nil
+	}
 	// Sustained: throughputEvents back to back.
 	time.Sleep(300 * time.Millisecond)
 	base := p.delivered.Load()
