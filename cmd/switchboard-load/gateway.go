@@ -85,6 +85,7 @@ func startGateway(ctx context.Context, o *options) (*gateway, error) {
 			return nil, err
 		}
 		g.base, g.token, g.proc, g.pid = "http://"+c.addr, strings.TrimSpace(string(tok)), c, c.pid()
+		g.adminSock = filepath.Join(data, "admin.sock")
 	}
 	hc := newHTTPClient(8)
 	if err := g.connectAll(ctx, hc, o.targetURL == ""); err != nil {

@@ -50,6 +50,9 @@ type options struct {
 	self             string
 	tmp              string
 	keep             bool
+	profileDir       string
+	profileSeconds   time.Duration
+	profilePrefix    string // scenario and run, for profile file names
 	log              io.Writer
 	quiet            bool
 }
@@ -107,6 +110,8 @@ func run(args []string) error {
 	fs.StringVar(&o.token, "token", "", "with -target: an admin API token of the workspace")
 	fs.IntVar(&o.targetPID, "target-pid", 0, "with -target: the gateway's process id, for RSS")
 	fs.StringVar(&o.gatewayBin, "gateway-bin", "", "gateway binary (default: go build the module)")
+	fs.StringVar(&o.profileDir, "profile", "", "save the gateway's CPU, heap and goroutine profiles (pprof, through its admin socket) into this directory")
+	fs.DurationVar(&o.profileSeconds, "profile-time", 10*time.Second, "length of each CPU profile")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (data, logs)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress on stderr")
 	// Flags may come before or after the scenarios.
@@ -148,6 +153,11 @@ func run(args []string) error {
 	raiseFDLimit()
 
 	var err error
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
 	if o.self, err = os.Executable(); err != nil {
 		return err
 	}
@@ -227,6 +237,7 @@ func runScenario(ctx context.Context, o *options, tab *table, scenario string) e
 	}
 	for run := 1; run <= o.runs; run++ {
 		o.logf("== %s, run %d of %d", scenario, run, o.runs)
+		o.profilePrefix = fmt.Sprintf("%s-run%d", scenario, run)
 		switch scenario {
 		case "fanout", "idle", "scale":
 			sockets, per, lat, ev := o.subscribers, 1, o.latencyEvents, o.events

@@ -80,6 +80,10 @@ func runFanout(ctx context.Context, o *options, t *target, sockets, perSocket, l
 		r.goroutinesPerSock = (gor1 - gor0) / float64(sockets)
 	}
 	live := want - r.missing
+	t.snapshot(ctx, o, o.profilePrefix)
+	if latencyEvents+throughputEvents > 0 {
+		defer t.cpuProfile(ctx, o, o.profilePrefix)()
+	}
 
 	// One event at a time: latency until the last subscriber has it.
 	p.record.Store(true)
@@ -196,10 +200,12 @@ func runQuery(ctx context.Context, o *options, g *gateway) (gw, base *rateResult
 		return nil, nil, err
 	}
 	o.logf("query: %d integrations, %d bytes", len(g.ids), len(body))
+	wait := g.cpuProfile(ctx, o, o.profilePrefix)
 	gw = runClosedLoop(ctx, o.queryClients, o.requests, o.duration, func(ctx context.Context, _ int) error {
 		_, err := gql(ctx, hc, g.base, g.token, integrationsQuery, nil)
 		return err
 	})
+	wait()
 	o.logf("query: switchboard %.0f/s p50 %s p99 %s (%d errors)", gw.perSec, gw.p50, gw.p99, gw.errors)
 	b, err := startBaseline(ctx, o, "list", "-body", file)
 	if err != nil {
@@ -220,10 +226,12 @@ func runQuery(ctx context.Context, o *options, g *gateway) (gw, base *rateResult
 // shape of write through a plain net/http handler and DB.Batch.
 func runMutations(ctx context.Context, o *options, g *gateway) (gw, base *rateResult, err error) {
 	hc := newHTTPClient(o.mutationClients)
+	wait := g.cpuProfile(ctx, o, o.profilePrefix)
 	gw = runClosedLoop(ctx, o.mutationClients, o.requests, o.duration, func(ctx context.Context, c int) error {
 		_, err := g.configure(ctx, hc, g.ids[c%len(g.ids)])
 		return err
 	})
+	wait()
 	o.logf("mutations: switchboard %.0f/s p50 %s p99 %s (%d errors)", gw.perSec, gw.p50, gw.p99, gw.errors)
 	dir, err := os.MkdirTemp(o.tmp, "batch-")
 	if err != nil {

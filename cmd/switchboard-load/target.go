@@ -19,6 +19,9 @@ type target struct {
 	token string
 	proc  *child // nil when targeting a running gateway
 	pid   int    // for RSS; 0: unknown
+	// adminSock is the gateway's admin socket (pprof), when the load
+	// command started it.
+	adminSock string
 	// subscription is the subscribe payload's query; every server streams
 	// an event with an "at" timestamp stamped when it was committed or
 	// published.
