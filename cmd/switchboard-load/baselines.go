@@ -207,8 +207,7 @@ func (b *bare) dispatch() {
 // ---- durable write ----
 
 type batchHandler struct {
-	db  *bbolt.DB
-	rev uint64
+	db *bbolt.DB
 }
 
 var (

@@ -33,15 +33,15 @@ type options struct {
 	scenarios []string
 	runs      int
 
-	subscribers, perSocket, latencyEvents, events int
-	idleSockets                                   int
-	scaleSockets, scalePerSocket                  int
-	mutationClients, queryClients                 int
-	requests                                      int64
-	duration                                      time.Duration
-	churnCycles                                   int
-	integrations                                  int
-	peers                                         string
+	subscribers, latencyEvents, events int
+	idleSockets                        int
+	scaleSockets, scalePerSocket       int
+	mutationClients, queryClients      int
+	requests                           int64
+	duration                           time.Duration
+	churnCycles                        int
+	integrations                       int
+	peers                              string
 
 	targetURL, token string
 	targetPID        int
@@ -51,7 +51,7 @@ type options struct {
 	tmp              string
 	keep             bool
 	profileDir       string
-	profileSeconds   time.Duration
+	profileTime      time.Duration
 	profilePrefix    string // scenario and run, for profile file names
 	log              io.Writer
 	quiet            bool
@@ -111,7 +111,7 @@ func run(args []string) error {
 	fs.IntVar(&o.targetPID, "target-pid", 0, "with -target: the gateway's process id, for RSS")
 	fs.StringVar(&o.gatewayBin, "gateway-bin", "", "gateway binary (default: go build the module)")
 	fs.StringVar(&o.profileDir, "profile", "", "save the gateway's CPU, heap and goroutine profiles (pprof, through its admin socket) into this directory")
-	fs.DurationVar(&o.profileSeconds, "profile-time", 10*time.Second, "length of each CPU profile")
+	fs.DurationVar(&o.profileTime, "profile-time", 10*time.Second, "length of each CPU profile")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (data, logs)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress on stderr")
 	// Flags may come before or after the scenarios.

@@ -61,7 +61,7 @@ func (t *target) snapshot(ctx context.Context, o *options, prefix string) {
 	}
 }
 
-// cpuProfile starts a CPU profile of o.profileSeconds, saved as
+// cpuProfile starts a CPU profile of o.profileTime, saved as
 // <prefix>-cpu.pb.gz; the returned func waits for it.
 func (t *target) cpuProfile(ctx context.Context, o *options, prefix string) (wait func()) {
 	if !t.profiling(o) {
@@ -70,7 +70,7 @@ func (t *target) cpuProfile(ctx context.Context, o *options, prefix string) (wai
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		path := fmt.Sprintf("profile?seconds=%d", int(o.profileSeconds/time.Second))
+		path := fmt.Sprintf("profile?seconds=%d", int(o.profileTime/time.Second))
 		if err := t.saveProfile(ctx, o, path, prefix+"-cpu.pb.gz"); err != nil {
 			o.logf("cpu profile: %v", err)
 		}
