@@ -1,0 +1,280 @@
+package main
+
+// The baselines: small servers of the load command's own, started as
+// child processes of the same binary (`switchboard-load baseline KIND`),
+// so each has its own RSS and goroutines to measure. None is part of the
+// gateway.
+//
+//	bare    gorilla websockets, acks every socket, writes one pre-serialized
+//	        `next` message per subscription from one goroutine per CPU; no
+//	        GraphQL at all
+//	gqlgen  stock gqlgen: handler.New, its default websocket transport
+//	        (coder/websocket), a channel per subscriber (stockgql/)
+//	list    plain net/http handler serving the gateway's integrations
+//	        response from memory
+//	batch   plain net/http JSON handler doing one bbolt DB.Batch write per
+//	        request, acknowledged after fsync
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/bont/switchboard/cmd/switchboard-load/stockgql"
+	"github.com/gorilla/websocket"
+	bbolt "go.etcd.io/bbolt"
+)
+
+func runBaseline(args []string) error {
+	if len(args) < 1 {
+		return fmt.Errorf("baseline: want bare, gqlgen, list or batch")
+	}
+	fs := flag.NewFlagSet("baseline", flag.ContinueOnError)
+	body := fs.String("body", "", "list: file holding the response body to serve")
+	dir := fs.String("dir", "", "batch: directory for the bbolt file")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	raiseFDLimit()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		fmt.Fprintf(w, "go_goroutines %d\ngo_memstats_heap_alloc_bytes %d\n", runtime.NumGoroutine(), ms.HeapAlloc)
+	})
+	switch args[0] {
+	case "bare":
+		b := newBare()
+		mux.HandleFunc("GET /graphql", b.serveWS)
+		mux.HandleFunc("POST /publish", b.publish)
+	case "gqlgen":
+		mux.Handle("/graphql", stockgql.Handler())
+	case "list":
+		data, err := os.ReadFile(*body)
+		if err != nil {
+			return err
+		}
+		mux.HandleFunc("POST /graphql", func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(data)
+		})
+	case "batch":
+		h, err := newBatchHandler(*dir)
+		if err != nil {
+			return err
+		}
+		defer h.db.Close()
+		mux.HandleFunc("POST /configure", h.serve)
+	default:
+		return fmt.Errorf("baseline: unknown kind %q", args[0])
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("LISTEN %s\n", ln.Addr())
+	return http.Serve(ln, mux)
+}
+
+// ---- bare-write ----
+
+type bareConn struct {
+	c   *websocket.Conn
+	ids []string // subscription ids, in order
+}
+
+type bare struct {
+	up     websocket.Upgrader
+	mu     sync.Mutex
+	conns  map[*bareConn]struct{}
+	rev    int
+	events chan int
+}
+
+func newBare() *bare {
+	b := &bare{
+		up:     websocket.Upgrader{Subprotocols: []string{"graphql-transport-ws"}, CheckOrigin: func(*http.Request) bool { return true }},
+		conns:  map[*bareConn]struct{}{},
+		events: make(chan int, 1024),
+	}
+	go b.dispatch()
+	return b
+}
+
+// serveWS acks connection_init and records subscribe ids; one goroutine
+// per socket reads (gorilla needs a reader for control frames).
+func (b *bare) serveWS(w http.ResponseWriter, r *http.Request) {
+	c, err := b.up.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	bc := &bareConn{c: c}
+	defer func() {
+		b.mu.Lock()
+		delete(b.conns, bc)
+		b.mu.Unlock()
+		c.Close()
+	}()
+	for {
+		var m struct{ ID, Type string }
+		if err := c.ReadJSON(&m); err != nil {
+			return
+		}
+		switch m.Type {
+		case "connection_init":
+			b.mu.Lock()
+			err = c.WriteMessage(websocket.TextMessage, []byte(`{"type":"connection_ack"}`))
+			b.conns[bc] = struct{}{}
+			b.mu.Unlock()
+		case "subscribe":
+			b.mu.Lock()
+			bc.ids = append(bc.ids, m.ID)
+			b.mu.Unlock()
+		case "ping":
+			b.mu.Lock()
+			err = c.WriteMessage(websocket.TextMessage, []byte(`{"type":"pong"}`))
+			b.mu.Unlock()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (b *bare) publish(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	b.rev++
+	rev := b.rev
+	b.mu.Unlock()
+	b.events <- rev
+	fmt.Fprintf(w, `{"revision":"%d"}`, rev)
+}
+
+// dispatch writes each event to every subscription, one event at a time,
+// from one goroutine per CPU. The message for an id is serialized once.
+func (b *bare) dispatch() {
+	for rev := range b.events {
+		at := time.Now().UTC().Format(time.RFC3339Nano)
+		prepared := map[string]*websocket.PreparedMessage{}
+		msg := func(id string) *websocket.PreparedMessage {
+			if p := prepared[id]; p != nil {
+				return p
+			}
+			data := fmt.Sprintf(`{"id":%q,"type":"next","payload":{"data":{"integrationEvents":{"revision":"%d","at":%q,"kind":"CONFIGURED","integration":{"id":"int_0123456789abcdef","status":"CONNECTED","badge":{"label":"Connected","tone":"SUCCESS"}}}}}}`, id, rev, at)
+			p, _ := websocket.NewPreparedMessage(websocket.TextMessage, []byte(data))
+			prepared[id] = p
+			return p
+		}
+		b.mu.Lock() // held while writing: subscribes wait, as the ids are read
+		conns := make([]*bareConn, 0, len(b.conns))
+		for c := range b.conns {
+			conns = append(conns, c)
+			for _, id := range c.ids {
+				msg(id)
+			}
+		}
+		n := runtime.NumCPU()
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				for j := i; j < len(conns); j += n {
+					c := conns[j]
+					_ = c.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+					for _, id := range c.ids {
+						if c.c.WritePreparedMessage(prepared[id]) != nil {
+							break
+						}
+					}
+				}
+			})
+		}
+		wg.Wait()
+		b.mu.Unlock()
+	}
+}
+
+// ---- durable write ----
+
+type batchHandler struct {
+	db *bbolt.DB
+}
+
+var (
+	bucketState     = []byte("state")
+	bucketChangelog = []byte("changelog")
+)
+
+func newBatchHandler(dir string) (*batchHandler, error) {
+	db, err := bbolt.Open(filepath.Join(dir, "baseline.db"), 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, err
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketState, bucketChangelog} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return &batchHandler{db: db}, err
+}
+
+// serve decodes {"id","key","value"}, and in one DB.Batch transaction
+// reads the record, sets the value, writes it back with a new revision
+// and appends a changelog entry; it answers after the commit's fsync.
+func (h *batchHandler) serve(w http.ResponseWriter, r *http.Request) {
+	var in struct{ ID, Key, Value string }
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in); err != nil || in.ID == "" {
+		http.Error(w, `{"error":"bad request"}`, http.StatusBadRequest)
+		return
+	}
+	var out struct {
+		ID       string            `json:"id"`
+		Revision string            `json:"revision"`
+		Settings map[string]string `json:"settings"`
+	}
+	err := h.db.Batch(func(tx *bbolt.Tx) error {
+		st := tx.Bucket(bucketState)
+		rec := map[string]string{}
+		if v := st.Get([]byte(in.ID)); v != nil {
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+		}
+		rec[in.Key] = in.Value
+		data, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if err := st.Put([]byte(in.ID), data); err != nil {
+			return err
+		}
+		cl := tx.Bucket(bucketChangelog)
+		seq, _ := cl.NextSequence()
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], seq)
+		if err := cl.Put(k[:], data); err != nil {
+			return err
+		}
+		out.ID, out.Revision, out.Settings = in.ID, strconv.FormatUint(seq, 10), rec
+		return nil
+	})
+	if err != nil {
+		http.Error(w, `{"error":"write failed"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}

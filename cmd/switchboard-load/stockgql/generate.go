@@ -1,0 +1,3 @@
+package stockgql
+
+//go:generate go tool gqlgen generate
