@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -326,4 +327,38 @@ func TestOneCRMPerWorkspace(t *testing.T) {
 	}
 	disconnect(t, c, id)
 	c.must(`mutation { connectIntegration(input: {provider: "acme"}) { authorizationUrl } }`, nil)
+}
+
+// In dev mode the sandbox console acts like a provider's deauthorization
+// webhook: a revocation there reaches the card without waiting for the
+// refresh interval (an hour by default).
+func TestSandboxConsoleRevocationFlipsTheCardAtOnce(t *testing.T) {
+	m := mustStart(t, "")
+	c := newClient(t, m, m.DemoToken)
+	id := connect(t, c, "ada@sandbox.test")["id"].(string)
+	ws, err := dialWS(t, m, "graphql-transport-ws", m.DemoToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.subscribe("1", eventsSubscription, nil)
+	waitFor(t, "the subscriber to register", func() bool { return m.broker.Stats().Subscribers == 1 })
+
+	// What a person does in the console: revoke the grant.
+	grants := m.sandbox.Grants()
+	if len(grants) != 1 {
+		t.Fatalf("sandbox grants: got %d; want 1", len(grants))
+	}
+	resp, err := http.PostForm(m.URL+"/sandbox/console/revoke", url.Values{"grant": {grants[0].ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+
+	ev, err := ws.nextEvent(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "event", ev.Kind, "RECONNECT_REQUIRED")
+	expect(t, "integration", ev.Integration.ID, id)
+	expect(t, "status", integration(t, c, id)["status"], "RECONNECT_REQUIRED")
 }

@@ -241,6 +241,15 @@ func (m *Main) Run(ctx context.Context) error {
 			// Grants survive restarts, so do sandbox connections.
 			StateFile:      filepath.Join(cfg.DataDir, "sandbox.json"),
 			AccessTokenTTL: cfg.SandboxAccessTokenTTL,
+			// Revoking or expiring in the sandbox console acts like a
+			// provider's deauthorization webhook: the refresher looks at
+			// the sandbox's connections at once, so the card flips
+			// within a second instead of within -refresh-interval.
+			OnGrantChange: func() {
+				if r := m.refresher; r != nil {
+					r.Recheck("sandbox", "sandbox-mail")
+				}
+			},
 		})
 		if err != nil {
 			ln.Close()

@@ -156,6 +156,10 @@ type SandboxConfig struct {
 	// StateFile, when set, keeps grants and tokens (as hashes) across
 	// restarts; see sandbox_state.go.
 	StateFile string
+	// OnGrantChange, when set, is called after grants are revoked or their
+	// access tokens expired (console or Go API), as a provider's
+	// deauthorization webhook would be, so the gateway can look at once.
+	OnGrantChange func()
 }
 
 // Sandbox is a small OAuth 2.0 authorization server with demo accounts:
@@ -474,6 +478,7 @@ func (s *Sandbox) Grants() []SandboxGrant {
 // RevokeAccount revokes every grant of the account with that email, as an
 // admin revoking the app at the provider would, and returns how many.
 func (s *Sandbox) RevokeAccount(email string) int {
+	defer s.grantsChanged()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -490,6 +495,7 @@ func (s *Sandbox) RevokeAccount(email string) int {
 // expire now; refresh tokens keep working. It returns how many grants were
 // touched.
 func (s *Sandbox) ExpireAccessTokens(email string) int {
+	defer s.grantsChanged()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -950,7 +956,15 @@ func (s *Sandbox) consoleAction(w http.ResponseWriter, r *http.Request, action s
 		s.expireGrantLocked(id)
 	}
 	s.mu.Unlock()
+	s.grantsChanged()
 	http.Redirect(w, r, s.basePath+"/", http.StatusSeeOther)
+}
+
+// grantsChanged tells OnGrantChange, outside the lock.
+func (s *Sandbox) grantsChanged() {
+	if s.cfg.OnGrantChange != nil {
+		s.cfg.OnGrantChange()
+	}
 }
 
 // ---- helpers

@@ -271,6 +271,30 @@ func (r *Refresher) rescheduleLocked(e *entry, due time.Time) {
 	}
 }
 
+// Recheck makes every scheduled connection of the given providers due at
+// once, for a provider that says its grants changed (a deauthorization
+// webhook, or the dev sandbox's console). It returns how many.
+func (r *Refresher) Recheck(providerIDs ...string) int {
+	r.init()
+	now := r.now()
+	n := 0
+	r.mu.Lock()
+	for _, e := range r.byKey {
+		for _, id := range providerIDs {
+			if e.provider == id {
+				r.rescheduleLocked(e, now)
+				n++
+				break
+			}
+		}
+	}
+	r.mu.Unlock()
+	if n > 0 {
+		r.poke()
+	}
+	return n
+}
+
 func (r *Refresher) poke() {
 	select {
 	case r.wake <- struct{}{}:
