@@ -330,8 +330,10 @@ func (m *Main) Run(ctx context.Context) error {
 		Logger:         m.Logger,
 		Ready:          func() bool { return !m.draining.Load() },
 		Revision:       m.store.Revision,
-		Settings:       m.settingsPage(),
-		Metrics:        m.metrics,
+
+		IntegrationsVersion: m.store.IntegrationsVersion,
+		Settings:            m.settingsPage(),
+		Metrics:             m.metrics,
 
 		TokenRate:            cfg.TokenRate,
 		TokenBurst:           cfg.TokenBurst,

@@ -448,6 +448,8 @@ func (s *Store) WipeWorkspace(ctx context.Context, workspaceID string, at time.T
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// Raised after the transaction, whatever its outcome.
+	defer s.bumpVersion(workspaceID)
 	at = at.UTC()
 	var res *switchboard.WipeResult
 	err := s.db.Update(func(tx *bbolt.Tx) error {

@@ -127,6 +127,7 @@ type Store struct {
 	maxEvents int           // <= 0: unbounded
 	maxAge    time.Duration // <= 0: unbounded
 	auditMax  int
+	versions  versions
 }
 
 // Open opens (creating if needed) the data file at path and its parent

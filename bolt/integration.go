@@ -126,6 +126,7 @@ func (s *Store) Commit(ctx context.Context, c switchboard.Change) (*switchboard.
 	if jobID != 0 {
 		c.Teardown.ID = jobID
 	}
+	s.bumpVersion(c.WorkspaceID)
 	return ev, nil
 }
 

@@ -77,6 +77,14 @@ type Options struct {
 	Revision func(context.Context) (uint64, error)
 	// Metrics, when set, records HTTP metrics and serves /metrics.
 	Metrics *metrics.Metrics
+	// IntegrationsVersion, when set, turns on the response cache of
+	// integrations queries (querycache.go): it must return a value that
+	// changes with every commit to the workspace's integrations before
+	// that commit returns (bolt.Store.IntegrationsVersion).
+	IntegrationsVersion func(workspaceID string) uint64
+	// QueryCacheBytes bounds the response cache: zero means
+	// DefaultQueryCacheBytes, negative turns the cache off.
+	QueryCacheBytes int
 
 	// Rate limits; zero means the defaults above, negative means none.
 	TokenRate, CallbackRate   float64
@@ -129,7 +137,11 @@ func New(o Options) http.Handler {
 	}
 	mux := http.NewServeMux()
 	gql := o.graphQLServer()
-	var gqlHandler http.Handler = o.authenticate(checkRequest(gql))
+	var qc *QueryCache
+	if o.IntegrationsVersion != nil && o.QueryCacheBytes >= 0 {
+		qc = NewQueryCache(o.IntegrationsVersion, o.QueryCacheBytes)
+	}
+	var gqlHandler http.Handler = o.authenticate(checkRequest(qc.Wrap(gql)))
 	if o.WrapWebsocket != nil {
 		gqlHandler = o.WrapWebsocket(gqlHandler)
 	}
@@ -304,7 +316,7 @@ func (o Options) authenticate(next http.Handler) http.Handler {
 			writeCodeError(w, http.StatusBadRequest, switchboard.EINVALID, "The request body could not be read.")
 			return
 		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.Body = &bodyReader{Reader: bytes.NewReader(body), data: body}
 		next.ServeHTTP(w, r.WithContext(switchboard.NewContextWithPrincipal(r.Context(), p)))
 	})
 }
