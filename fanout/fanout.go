@@ -119,7 +119,7 @@ func New(src EventSource, lastRevision uint64, opts Options) *Broker {
 type subscriber struct {
 	workspaceID string
 	match       func(*switchboard.Event) bool
-	notify      func() // nil, or called after each enqueue and after the end
+	notify      func()                  // nil, or called after each enqueue and after the end
 	ch          chan *switchboard.Event // without notify: the queue, of QueueSize
 	q           queue                   // with notify: the queue, grown on demand
 
