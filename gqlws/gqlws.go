@@ -251,10 +251,20 @@ func (c *conn) read() {
 				return
 			}
 		}
-		if !c.handle(m) {
+		if !c.handleAside(m) {
 			return
 		}
 	}
+}
+
+// handleAside runs handle on a goroutine of its own and waits for it.
+// Handling a message runs gqlgen's executor, whose stack is deep; the
+// reader, which spends a socket's life blocked in a read, thus keeps the
+// small stack it needs for that.
+func (c *conn) handleAside(m inMessage) bool {
+	done := make(chan bool, 1)
+	go func() { done <- c.handle(m) }()
+	return <-done
 }
 
 // handle applies one message; false ends the connection.
