@@ -145,12 +145,14 @@ func BenchmarkIdleSocket(b *testing.B) {
 		b.Run(variant, func(b *testing.B) {
 			m, _, _ := startBench(b, variant == "stock")
 			for i := 0; i < b.N; i++ {
-				g0, mem0 := restingUsage()
+				g0, heap0, stack0 := restingUsage()
 				conns := benchSockets(b, m, n)
 				time.Sleep(100 * time.Millisecond) // let transient goroutines end
-				g1, mem1 := restingUsage()
+				g1, heap1, stack1 := restingUsage()
 				b.ReportMetric(float64(g1-g0)/n, "goroutines/socket")
-				b.ReportMetric(float64(mem1-mem0)/n, "bytes/socket")
+				b.ReportMetric(float64(heap1+stack1-heap0-stack0)/n, "bytes/socket")
+				b.ReportMetric(float64(heap1-heap0)/n, "heap-bytes/socket")
+				b.ReportMetric(float64(stack1-stack0)/n, "stack-bytes/socket")
 				if path := os.Getenv("IDLE_HEAP_PROFILE"); path != "" {
 					// The heap with the sockets open (go tool pprof -sample_index=inuse_space).
 					f, err := os.Create(path + "." + variant)
@@ -172,10 +174,10 @@ func BenchmarkIdleSocket(b *testing.B) {
 	}
 }
 
-func restingUsage() (goroutines int, bytes uint64) {
+func restingUsage() (goroutines int, heap, stack int64) {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return runtime.NumGoroutine(), ms.HeapInuse + ms.StackInuse
+	return runtime.NumGoroutine(), int64(ms.HeapInuse), int64(ms.StackInuse)
 }

@@ -533,7 +533,7 @@ func (m *Main) settingsPage() http.Handler {
 // Websocket buffers: messages larger than the read buffer are still read
 // whole, in several reads.
 const (
-	websocketReadBuffer  = 1024
+	websocketReadBuffer  = 256
 	websocketWriteBuffer = 4096
 )
 

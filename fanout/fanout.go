@@ -6,7 +6,10 @@
 // Each subscriber has a bounded queue. The publisher never waits for a
 // subscriber: when a queue is full the subscriber is cut off (its channel
 // closes and Err returns a *switchboard.CutoffError) and it resumes from the
-// changelog with nothing lost.
+// changelog with nothing lost. A subscriber that asked to be notified
+// (SubscribeRequest.Notify) is polled instead: its queue is a slice that
+// grows only as it falls behind, up to the same bound, and is given back
+// once drained, so an idle subscriber costs no queue memory.
 package fanout
 
 import (
@@ -34,7 +37,7 @@ type EventSource interface {
 
 // Options tune a Broker. The zero value uses the defaults.
 type Options struct {
-	// QueueSize bounds each subscriber's channel, and the buffer that holds
+	// QueueSize bounds each subscriber's queue, and the buffer that holds
 	// live events while its replay runs (default 512). A subscriber that
 	// falls that far behind is cut off.
 	QueueSize int
@@ -116,8 +119,9 @@ func New(src EventSource, lastRevision uint64, opts Options) *Broker {
 type subscriber struct {
 	workspaceID string
 	match       func(*switchboard.Event) bool
-	notify      func() // nil, or called after each send on ch and after it closes
-	ch          chan *switchboard.Event
+	notify      func()                  // nil, or called after each enqueue and after the end
+	ch          chan *switchboard.Event // without notify: the queue, of QueueSize
+	q           queue                   // with notify: the queue, grown on demand
 
 	// last is the last revision this subscriber has handled: enqueued, or
 	// skipped by match. The replay goroutine writes it while replaying, the
@@ -253,14 +257,13 @@ func (b *Broker) deliverLocked(ev *switchboard.Event, cut []cutoffNote) []cutoff
 			s.held = append(s.held, ev)
 			continue
 		}
-		select {
-		case s.ch <- ev:
-			s.last.Store(ev.Revision)
-			b.delivered.Add(1)
-			s.notified()
-		default:
+		if !s.offer(ev, b.opts.QueueSize) {
 			slow = append(slow, s)
+			continue
 		}
+		s.last.Store(ev.Revision)
+		b.delivered.Add(1)
+		s.notified()
 	}
 	for _, s := range slow {
 		cut = append(cut, cutoffNote{s.workspaceID, s.last.Load()})
@@ -306,7 +309,7 @@ func (b *Broker) endLocked(s *subscriber, err error) {
 		s.stopAfter()
 	}
 	if s.live {
-		close(s.ch)
+		s.close()
 		s.notified()
 	} else {
 		s.cancelReplay()
@@ -316,6 +319,106 @@ func (b *Broker) endLocked(s *subscriber, err error) {
 func (s *subscriber) notified() {
 	if s.notify != nil {
 		s.notify()
+	}
+}
+
+// offer enqueues ev unless the queue holds bound events already.
+func (s *subscriber) offer(ev *switchboard.Event, bound int) bool {
+	if s.notify == nil {
+		select {
+		case s.ch <- ev:
+			return true
+		default:
+			return false
+		}
+	}
+	s.q.mu.Lock()
+	defer s.q.mu.Unlock()
+	return s.q.pushLocked(ev, bound)
+}
+
+// close ends the queue: the channel closes, or Poll reports the end once
+// it has handed out what is queued.
+func (s *subscriber) close() {
+	if s.notify == nil {
+		close(s.ch)
+		return
+	}
+	s.q.mu.Lock()
+	s.q.closed = true
+	s.q.mu.Unlock()
+}
+
+// keepCap is the capacity a drained queue keeps, so that a subscriber
+// receiving now and then does not allocate for every event while an idle
+// one holds almost nothing.
+const keepCap = 4
+
+// queue is a polled subscriber's queue: events in items[head:].
+type queue struct {
+	mu     sync.Mutex
+	items  []*switchboard.Event
+	head   int
+	closed bool
+	space  chan struct{} // the replay waits on it for room; Poll closes it
+}
+
+func (q *queue) pushLocked(ev *switchboard.Event, bound int) bool {
+	if len(q.items)-q.head >= bound {
+		return false
+	}
+	if q.head > 0 && len(q.items) == cap(q.items) {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items = q.items[:n]
+		q.head = 0
+	}
+	q.items = append(q.items, ev)
+	return true
+}
+
+func (q *queue) poll() (*switchboard.Event, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return nil, !q.closed
+	}
+	ev := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		if cap(q.items) > keepCap {
+			q.items = nil
+		} else {
+			q.items = q.items[:0]
+		}
+		q.head = 0
+	}
+	if q.space != nil {
+		close(q.space)
+		q.space = nil
+	}
+	return ev, true
+}
+
+// push is the replay's blocking enqueue: it waits for room or for ctx.
+func (q *queue) push(ctx context.Context, ev *switchboard.Event, bound int) bool {
+	for {
+		q.mu.Lock()
+		if q.pushLocked(ev, bound) {
+			q.mu.Unlock()
+			return true
+		}
+		if q.space == nil {
+			q.space = make(chan struct{})
+		}
+		space := q.space
+		q.mu.Unlock()
+		select {
+		case <-space:
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 
@@ -340,8 +443,10 @@ func (b *Broker) Subscribe(ctx context.Context, req switchboard.SubscribeRequest
 		workspaceID: req.WorkspaceID,
 		match:       req.Match,
 		notify:      req.Notify,
-		ch:          make(chan *switchboard.Event, b.opts.QueueSize),
 		live:        req.AfterRevision == nil,
+	}
+	if s.notify == nil {
+		s.ch = make(chan *switchboard.Event, b.opts.QueueSize)
 	}
 	var rctx context.Context
 	if !s.live {
@@ -375,6 +480,9 @@ func (b *Broker) Subscribe(ctx context.Context, req switchboard.SubscribeRequest
 	b.mu.Unlock()
 
 	sub := &switchboard.Subscription{C: s.ch, Err: func() error { return b.errOf(s) }}
+	if s.notify != nil {
+		sub.Poll = s.q.poll
+	}
 	if s.live {
 		return sub, nil
 	}
@@ -415,7 +523,7 @@ func (b *Broker) errOf(s *subscriber) error {
 	return s.err
 }
 
-// replay sends page and the pages after it into s.ch, then the events held
+// replay sends page and the pages after it into s's queue, then the events held
 // meanwhile, and switches s to live. It is the only goroutine a subscriber
 // ever has, and it exits when the subscriber goes live or ends.
 func (b *Broker) replay(ctx context.Context, s *subscriber, page []*switchboard.Event) {
@@ -431,7 +539,7 @@ func (b *Broker) replay(ctx context.Context, s *subscriber, page []*switchboard.
 		}
 		b.mu.Unlock()
 		if !wasLive {
-			close(s.ch)
+			s.close()
 			s.notified()
 		}
 		s.cancelReplay()
@@ -487,15 +595,21 @@ func (b *Broker) send(ctx context.Context, s *subscriber, ev *switchboard.Event)
 		s.last.Store(ev.Revision)
 		return true
 	}
-	select {
-	case s.ch <- ev:
-		s.last.Store(ev.Revision)
-		b.delivered.Add(1)
-		s.notified()
-		return true
-	case <-ctx.Done():
-		return false
+	if s.notify != nil {
+		if !s.q.push(ctx, ev, b.opts.QueueSize) {
+			return false
+		}
+	} else {
+		select {
+		case s.ch <- ev:
+		case <-ctx.Done():
+			return false
+		}
 	}
+	s.last.Store(ev.Revision)
+	b.delivered.Add(1)
+	s.notified()
+	return true
 }
 
 // Close ends every subscriber; their Err returns EUNAVAILABLE. Later

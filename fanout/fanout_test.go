@@ -792,10 +792,9 @@ func BenchmarkPublish10000Subscribers(b *testing.B) {
 	readers.Wait()
 }
 
-// Notify lets a consumer receive without a goroutine parked on C: after
-// every notification, a receive that does not block finds what was sent,
-// through replay, held events and live delivery, and finds C closed after
-// the last one.
+// Notify lets a consumer receive without a goroutine parked anywhere:
+// after every notification, Poll finds what was queued, through replay,
+// held events and live delivery, and reports the end after the last one.
 func TestNotifyAccountsForEverySend(t *testing.T) {
 	b, m := newBroker(t, fanout.Options{ReplayPageSize: 2})
 	for range 5 {
@@ -814,19 +813,17 @@ func TestNotifyAccountsForEverySend(t *testing.T) {
 	}
 	var got []uint64
 	closed := false
+	if sub.C != nil || sub.Poll == nil {
+		t.Fatal("a notified subscription is polled: want C nil and Poll set")
+	}
 	take := func() {
 		for {
-			select {
-			case ev, ok := <-sub.C:
-				if !ok {
-					closed = true
-					return
-				}
-				got = append(got, ev.Revision)
-				continue
-			default:
+			ev, more := sub.Poll()
+			if ev == nil {
+				closed = !more
+				return
 			}
-			return
+			got = append(got, ev.Revision)
 		}
 	}
 	waitFor(t, func() bool { take(); return len(got) == 5 })
@@ -841,5 +838,96 @@ func TestNotifyAccountsForEverySend(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint([]uint64{1, 2, 3, 4, 5, 6}) {
 		t.Errorf("revisions: got %v; want [1 2 3 4 5 6]", got)
+	}
+}
+
+// pollAll takes what a polled subscription has queued; more is false once
+// it has ended and everything was taken.
+func pollAll(sub *switchboard.Subscription) (got []uint64, more bool) {
+	for {
+		ev, more := sub.Poll()
+		if ev == nil {
+			return got, more
+		}
+		got = append(got, ev.Revision)
+	}
+}
+
+// A polled subscriber's queue grows on demand but keeps the bound: one
+// more than QueueSize behind and it is cut off, naming its last revision,
+// exactly as with a channel.
+func TestPolledSubscriberIsCutOffAtTheBound(t *testing.T) {
+	b, m := newBroker(t, fanout.Options{QueueSize: 8})
+	stalled, err := b.Subscribe(t.Context(), switchboard.SubscribeRequest{WorkspaceID: "a", Notify: func() {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := b.Subscribe(t.Context(), switchboard.SubscribeRequest{WorkspaceID: "a", Notify: func() {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for range 5 {
+		for range 8 {
+			m.commit("a", switchboard.EventConfigured)
+		}
+		page, more := pollAll(reader)
+		if !more {
+			t.Fatal("the reader that keeps up was ended")
+		}
+		got = append(got, page...)
+	}
+	if !slices.Equal(got, seq(1, 40)) {
+		t.Fatalf("reader got %v; want 1..40", got)
+	}
+	if got, more := pollAll(stalled); more || !slices.Equal(got, seq(1, 8)) {
+		t.Fatalf("stalled subscriber got %v (more %v); want 1..8 and the end", got, more)
+	}
+	var ce *switchboard.CutoffError
+	if err := stalled.Err(); !errors.As(err, &ce) || ce.LastRevision != 8 {
+		t.Fatalf("Err() = %v; want a CutoffError at revision 8", err)
+	}
+	if s := b.Stats(); s.Cutoffs != 1 || s.Subscribers != 1 {
+		t.Fatalf("Stats = %+v; want 1 cutoff, 1 subscriber", s)
+	}
+}
+
+// A polled replay longer than the bound is paced by the consumer: it waits
+// for room instead of being cut off, and hands over everything in order.
+func TestPolledReplayIsPacedByTheConsumer(t *testing.T) {
+	b, m := newBroker(t, fanout.Options{QueueSize: 3, ReplayPageSize: 4})
+	for range 20 {
+		m.commit("a", switchboard.EventConfigured)
+	}
+	notes := make(chan struct{}, 1)
+	sub, err := b.Subscribe(t.Context(), switchboard.SubscribeRequest{WorkspaceID: "a", AfterRevision: ptr(0), Notify: func() {
+		select {
+		case notes <- struct{}{}:
+		default:
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for len(got) < 20 {
+		select {
+		case <-notes:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no notification after %v", got)
+		}
+		page, more := pollAll(sub)
+		if !more {
+			t.Fatalf("ended after %v: %v", got, sub.Err())
+		}
+		got = append(got, page...)
+	}
+	if !slices.Equal(got, seq(1, 20)) {
+		t.Fatalf("got %v; want 1..20", got)
+	}
+	m.commit("a", switchboard.EventConfigured)
+	waitFor(t, func() bool { page, _ := pollAll(sub); got = append(got, page...); return len(got) == 21 })
+	if s := b.Stats(); s.Cutoffs != 0 || s.Replaying != 0 {
+		t.Fatalf("Stats = %+v; want no cutoff and nobody replaying", s)
 	}
 }

@@ -9,8 +9,8 @@
 // rest has one goroutine, its reader (the HTTP handler's own), and a
 // subscription has none:
 //
-//   - A subscription resolver hands its source channel to the transport
-//     with Attach, and has its event source call the function Notifier
+//   - A subscription resolver hands its source (a channel, or a poll
+//     function) to the transport with Attach or AttachPoll, and has its event source call the function Notifier
 //     returns after each item it sends (the fan-out broker does this from
 //     its publish path). The notification queues the subscription on its
 //     socket; a goroutine that lives only while the socket has items to
@@ -251,10 +251,20 @@ func (c *conn) read() {
 				return
 			}
 		}
-		if !c.handle(m) {
+		if !c.handleAside(m) {
 			return
 		}
 	}
+}
+
+// handleAside runs handle on a goroutine of its own and waits for it.
+// Handling a message runs gqlgen's executor, whose stack is deep; the
+// reader, which spends a socket's life blocked in a read, thus keeps the
+// small stack it needs for that.
+func (c *conn) handleAside(m inMessage) bool {
+	done := make(chan bool, 1)
+	go func() { done <- c.handle(m) }()
+	return <-done
 }
 
 // handle applies one message; false ends the connection.
@@ -511,6 +521,54 @@ func Attach[T any](ctx context.Context, src <-chan T, key func(T) uint64, ended 
 	cs := &chanSource[T]{src: src, slot: make(chan T, 1), key: key, end: ended}
 	s.src = cs
 	return cs.slot
+}
+
+// AttachPoll is Attach for a source that is polled rather than a channel:
+// poll returns the next item (ok true), or nothing yet (ok false, more
+// true), or the end (ok false, more false: the source has ended and every
+// item was taken). The event source calls the function Notifier returns
+// after each item it queues and after it ends.
+func AttachPoll[T any](ctx context.Context, poll func() (v T, ok, more bool), key func(T) uint64, ended func()) <-chan T {
+	s, ok := ctx.Value(pumpKey{}).(*sub)
+	if !ok {
+		return nil
+	}
+	ps := &pollSource[T]{poll: poll, slot: make(chan T, 1), key: key, end: ended}
+	s.src = ps
+	return ps.slot
+}
+
+type pollSource[T any] struct {
+	poll func() (T, bool, bool)
+	slot chan T
+	key  func(T) uint64
+	end  func()
+	cur  T
+}
+
+func (ps *pollSource[T]) take() (uint64, int) {
+	v, ok, more := ps.poll()
+	switch {
+	case ok:
+		ps.cur = v
+		return ps.key(v), itemGot
+	case more:
+		return 0, itemNone
+	default:
+		return 0, itemClosed
+	}
+}
+
+func (ps *pollSource[T]) feed() {
+	var zero T
+	ps.slot <- ps.cur
+	ps.cur = zero
+}
+
+func (ps *pollSource[T]) ended() {
+	if ps.end != nil {
+		ps.end()
+	}
 }
 
 type chanSource[T any] struct {

@@ -34,7 +34,7 @@ func deref(s *string) string {
 
 // stream opens a subscription and hands it to gqlgen. Served by the gqlws
 // transport, no goroutine is involved: the broker notifies the transport,
-// which takes each event off the channel itself. Under another transport a
+// which polls the broker's queue itself. Under another transport a
 // forwarding goroutine waits on the channel, as gqlgen expects. Either way,
 // when the broker ends the subscription for a reason the client should
 // hear (a cut-off), EndSubscription says it.
@@ -50,7 +50,10 @@ func (r *Resolver) stream(ctx context.Context, open func(notify func()) (*switch
 		}
 	}
 	if pumped {
-		return gqlws.Attach(ctx, sub.C, eventRevision, ended), nil
+		return gqlws.AttachPoll(ctx, func() (*switchboard.Event, bool, bool) {
+			ev, more := sub.Poll()
+			return ev, ev != nil, more
+		}, eventRevision, ended), nil
 	}
 	out := make(chan *switchboard.Event)
 	go func() {

@@ -190,19 +190,30 @@ type SubscribeRequest struct {
 	// visibility to the viewer). It runs on the publisher's path: keep it
 	// cheap and non-blocking.
 	Match func(*Event) bool
-	// Notify, when set, is called after each event is put on the
-	// subscription's channel and after the channel is closed, so that a
-	// consumer can receive without a goroutine parked on the channel. It
-	// runs on the publisher's path, possibly under the broker's lock:
-	// it must not block, and must not call the broker.
+	// Notify, when set, makes the subscription polled instead of a
+	// channel: it is called after each event is queued and after the
+	// subscription ends, so that a consumer can take events with
+	// Subscription.Poll without a goroutine parked anywhere. It runs on
+	// the publisher's path, possibly under the broker's lock: it must not
+	// block, and must not call the broker.
 	Notify func()
 }
 
-// Subscription is a live stream of events.
+// Subscription is a live stream of events. Without Notify in the request
+// events arrive on C; with it, C is nil and Poll takes them (a broker
+// may then queue them in memory that grows only as the consumer falls
+// behind, up to the same bound).
 type Subscription struct {
 	C <-chan *Event
-	// Err returns why C closed: nil when ctx ended, an *Error with
-	// ECOMPACTED or a *CutoffError otherwise. Valid after C is closed.
+	// Poll, set when the request had Notify, takes the next event
+	// without blocking: ev is non-nil when one was queued; ev nil and
+	// more true means none yet (Notify will be called when one is); ev
+	// nil and more false means the subscription has ended and every
+	// event was taken. Safe to call from one goroutine at a time.
+	Poll func() (ev *Event, more bool)
+	// Err returns why the subscription ended: nil when ctx ended, an
+	// *Error with ECOMPACTED or a *CutoffError otherwise. Valid after C
+	// is closed (or Poll returned more false).
 	Err func() error
 }
 
