@@ -292,6 +292,22 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 		jobID = job.ID
 	}
 
+	if c.Audit != nil {
+		if e := c.Audit(ev); e != nil {
+			a := *e
+			if a.WorkspaceID != c.WorkspaceID {
+				return nil, 0, constError("Audit returned an entry for another workspace")
+			}
+			if a.At.IsZero() {
+				a.At = at
+			}
+			a.At = a.At.UTC()
+			if err := s.appendAudit(ws, &a); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+
 	if err := s.retain(ws, now, rev); err != nil {
 		return nil, 0, err
 	}
