@@ -96,6 +96,9 @@ const (
 	DefaultChangelogMaxAge    = 30 * 24 * time.Hour
 )
 
+// initialMmapSize is the address space mapped at Open (not the file size).
+const initialMmapSize = 256 << 20
+
 // Options configure Open.
 type Options struct {
 	// Keyring seals credentials and OAuth states. Required.
@@ -127,6 +130,7 @@ type Store struct {
 	maxEvents int           // <= 0: unbounded
 	maxAge    time.Duration // <= 0: unbounded
 	auditMax  int
+	decoded   decodedCache
 }
 
 // Open opens (creating if needed) the data file at path and its parent
@@ -159,7 +163,15 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("bolt: create data directory: %w", err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.LockTimeout})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout: opts.LockTimeout,
+		// The map freelist allocates and frees pages in constant time
+		// where the default array scans; every commit does both.
+		FreelistType: bbolt.FreelistMapType,
+		// Map room to grow before the first remap, which waits for every
+		// open read transaction.
+		InitialMmapSize: initialMmapSize,
+	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("bolt: data file %s is in use by another switchboard process (no lock within %v); stop that process or choose another data directory", path, opts.LockTimeout)
 	} else if err != nil {

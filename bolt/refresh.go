@@ -75,7 +75,7 @@ func (s *Store) PutRefreshState(ctx context.Context, workspaceID, integrationID 
 	}
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
 		ws := wsBucket(tx, workspaceID)
-		in, err := loadIntegration(ws, integrationID)
+		in, err := s.loadIntegration(ws, workspaceID, integrationID)
 		if err != nil {
 			return err
 		}
