@@ -62,7 +62,7 @@ func runDatasize(ctx context.Context, o *options) (*datasizeResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		o.logf("datasize: %d integrations: start-up %s, list of %s (%d integrations) %s in process, p50 %s over HTTP", total, up, wsID, ids, list, httpP50)
+		o.logf("datasize: %d integrations: start-up %s, list of %s (%d integrations) %s in process, p50 %s over HTTP; token schedule %s", total, up, wsID, ids, list, httpP50, scheduleLoad)
 		if phase == 0 {
 			r.small, r.startSmall, r.listSmall, r.httpSmall = total, up, list, httpP50
 		} else {
@@ -229,5 +229,15 @@ func listInProcess(ctx context.Context, data, ws string) (time.Duration, error) 
 		d[i] = time.Since(t)
 	}
 	slices.Sort(d)
+	// The refresher's schedule load reads every connection; the gateway
+	// does it in the background after it is ready.
+	t, n := time.Now(), 0
+	if err := s.TokenSchedule(ctx, func(*switchboard.TokenMeta) error { n++; return nil }); err != nil {
+		return 0, err
+	}
+	scheduleLoad = fmt.Sprintf("%d connections in %s", n, time.Since(t).Round(time.Millisecond))
 	return d[len(d)/2], nil
 }
+
+// scheduleLoad is what the last listInProcess saw of TokenSchedule.
+var scheduleLoad string
