@@ -96,9 +96,6 @@ const (
 	DefaultChangelogMaxAge    = 30 * 24 * time.Hour
 )
 
-// initialMmapSize is the address space mapped at Open (not the file size).
-const initialMmapSize = 256 << 20
-
 // Options configure Open.
 type Options struct {
 	// Keyring seals credentials and OAuth states. Required.
@@ -168,9 +165,6 @@ func Open(path string, opts Options) (*Store, error) {
 		// The map freelist allocates and frees pages in constant time
 		// where the default array scans; every commit does both.
 		FreelistType: bbolt.FreelistMapType,
-		// Map room to grow before the first remap, which waits for every
-		// open read transaction.
-		InitialMmapSize: initialMmapSize,
 	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("bolt: data file %s is in use by another switchboard process (no lock within %v); stop that process or choose another data directory", path, opts.LockTimeout)
