@@ -274,43 +274,50 @@ func (s *Store) AppendAudit(ctx context.Context, e *switchboard.AuditEntry) erro
 		if err != nil {
 			return err
 		}
-		b := ws.Bucket(bAudit)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		c.Seq = seq
-		if err := putJSON(b, u64bytes(seq), &c); err != nil {
-			return err
-		}
-		// Retention: the oldest entries go first.
-		cutoff := c.At.Add(-switchboard.AuditMaxAge)
-		n := u64(ws.Get(kAuditCount)) + 1
-		cur := b.Cursor()
-		for k, v := cur.First(); k != nil && u64(k) < seq; k, v = cur.Next() {
-			drop := n > uint64(s.auditMax)
-			if !drop {
-				var head struct{ At time.Time }
-				if err := json.Unmarshal(v, &head); err != nil {
-					return err
-				}
-				drop = head.At.Before(cutoff)
-			}
-			if !drop {
-				break
-			}
-			if err := cur.Delete(); err != nil {
-				return err
-			}
-			n--
-		}
-		return ws.Put(kAuditCount, u64bytes(n))
+		return s.appendAudit(ws, &c)
 	})
 	if err != nil {
 		return wrap(err, "append audit %s", c.WorkspaceID)
 	}
 	e.Seq = c.Seq
 	return nil
+}
+
+// appendAudit appends c to the audit log of the workspace bucket ws,
+// assigning c.Seq, and drops entries past retention. It runs inside the
+// caller's transaction.
+func (s *Store) appendAudit(ws *bbolt.Bucket, c *switchboard.AuditEntry) error {
+	b := ws.Bucket(bAudit)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	c.Seq = seq
+	if err := putJSON(b, u64bytes(seq), c); err != nil {
+		return err
+	}
+	// Retention: the oldest entries go first.
+	cutoff := c.At.Add(-switchboard.AuditMaxAge)
+	n := u64(ws.Get(kAuditCount)) + 1
+	cur := b.Cursor()
+	for k, v := cur.First(); k != nil && u64(k) < seq; k, v = cur.Next() {
+		drop := n > uint64(s.auditMax)
+		if !drop {
+			var head struct{ At time.Time }
+			if err := json.Unmarshal(v, &head); err != nil {
+				return err
+			}
+			drop = head.At.Before(cutoff)
+		}
+		if !drop {
+			break
+		}
+		if err := cur.Delete(); err != nil {
+			return err
+		}
+		n--
+	}
+	return ws.Put(kAuditCount, u64bytes(n))
 }
 
 // FindAudit returns entries with Seq < before (0: all), newest first.

@@ -128,6 +128,7 @@ type Store struct {
 	maxAge    time.Duration // <= 0: unbounded
 	auditMax  int
 	versions  versions
+	decoded   decodedCache
 }
 
 // Open opens (creating if needed) the data file at path and its parent
@@ -160,7 +161,12 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("bolt: create data directory: %w", err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.LockTimeout})
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout: opts.LockTimeout,
+		// The map freelist allocates and frees pages in constant time
+		// where the default array scans; every commit does both.
+		FreelistType: bbolt.FreelistMapType,
+	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("bolt: data file %s is in use by another switchboard process (no lock within %v); stop that process or choose another data directory", path, opts.LockTimeout)
 	} else if err != nil {

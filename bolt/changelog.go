@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -76,11 +77,11 @@ func (s *Store) retain(ws *bbolt.Bucket, now time.Time, newest uint64) error {
 		}
 		drop := s.maxEvents > 0 && count > uint64(s.maxEvents)
 		if !drop && s.maxAge > 0 {
-			var head struct{ At time.Time }
-			if err := json.Unmarshal(v, &head); err != nil {
+			at, err := eventAt(v)
+			if err != nil {
 				return fmt.Errorf("decode event %d: %w", u64(k), err)
 			}
-			drop = head.At.Before(now.Add(-s.maxAge))
+			drop = at.Before(now.Add(-s.maxAge))
 		}
 		if !drop {
 			break
@@ -100,4 +101,31 @@ func (s *Store) retain(ws *bbolt.Bucket, now time.Time, newest uint64) error {
 		return err
 	}
 	return ws.Put(kCompactedThrough, u64bytes(compacted))
+}
+
+// eventAt returns the At of a stored event. Every commit checks the age of
+// its workspace's oldest event, so the common layout json.Marshal writes
+// for switchboard.Event ({"Revision":<n>,"At":"<RFC 3339>",...) is read
+// without decoding the whole event; anything else is decoded in full.
+func eventAt(v []byte) (time.Time, error) {
+	const head, at = `{"Revision":`, `,"At":"`
+	if bytes.HasPrefix(v, []byte(head)) {
+		i := len(head)
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			i++
+		}
+		if bytes.HasPrefix(v[i:], []byte(at)) {
+			rest := v[i+len(at):]
+			if j := bytes.IndexByte(rest, '"'); j > 0 {
+				if t, err := time.Parse(time.RFC3339Nano, string(rest[:j])); err == nil {
+					return t, nil
+				}
+			}
+		}
+	}
+	var e struct{ At time.Time }
+	if err := json.Unmarshal(v, &e); err != nil {
+		return time.Time{}, err
+	}
+	return e.At, nil
 }

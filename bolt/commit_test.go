@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -520,4 +521,23 @@ func containsAll(s string, subs ...string) bool {
 		}
 	}
 	return true
+}
+
+func TestEventAtReadsTheStoredLayout(t *testing.T) {
+	at := time.Date(2026, 11, 27, 5, 6, 7, 891011121, time.UTC)
+	st := switchboard.StatusConnected
+	data, err := json.Marshal(&switchboard.Event{Revision: 4711, At: at, WorkspaceID: "ws", Kind: switchboard.EventConfigured,
+		Integration: &switchboard.Integration{ID: "i", UpdatedAt: at.Add(time.Hour)}, PreviousStatus: &st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range [][]byte{data, []byte(`{"Kind":"x","At":"2026-11-27T05:06:07.891011121Z","Revision":4711}`)} {
+		got, err := eventAt(v)
+		if err != nil || !got.Equal(at) {
+			t.Errorf("eventAt(%s) = %v, %v; want %v", v, got, err, at)
+		}
+	}
+	if _, err := eventAt([]byte(`{"Revision":1,"At":"not a time"}`)); err == nil {
+		t.Error("eventAt accepted a bad time")
+	}
 }

@@ -20,7 +20,7 @@ func (s *Store) FindIntegrationByID(ctx context.Context, workspaceID, id string)
 	var in *switchboard.Integration
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		var err error
-		in, err = loadIntegration(wsBucket(tx, workspaceID), id)
+		in, err = s.loadIntegration(wsBucket(tx, workspaceID), workspaceID, id)
 		if err == nil && in == nil {
 			err = notFoundIntegration(id)
 		}
@@ -49,7 +49,7 @@ func (s *Store) FindIntegrationByProvider(ctx context.Context, workspaceID, prov
 			return switchboard.Errorf(switchboard.ENOTFOUND, "No %s integration found.", providerID)
 		}
 		var err error
-		in, err = loadIntegration(ws, string(id))
+		in, err = s.loadIntegration(ws, workspaceID, string(id))
 		if err == nil && in == nil {
 			err = notFoundIntegration(string(id))
 		}
@@ -144,7 +144,7 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 	if err != nil {
 		return nil, 0, err
 	}
-	cur, err := loadIntegration(ws, c.IntegrationID)
+	cur, err := s.loadIntegration(ws, c.WorkspaceID, c.IntegrationID)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -293,6 +293,22 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 		jobID = job.ID
 	}
 
+	if c.Audit != nil {
+		if e := c.Audit(ev); e != nil {
+			a := *e
+			if a.WorkspaceID != c.WorkspaceID {
+				return nil, 0, constError("Audit returned an entry for another workspace")
+			}
+			if a.At.IsZero() {
+				a.At = at
+			}
+			a.At = a.At.UTC()
+			if err := s.appendAudit(ws, &a); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+
 	if err := s.retain(ws, now, rev); err != nil {
 		return nil, 0, err
 	}
@@ -328,16 +344,20 @@ func soleInCategory(ws *bbolt.Bucket, next *switchboard.Integration, message fun
 }
 
 // loadIntegration returns nil, nil when the integration does not exist.
-func loadIntegration(ws *bbolt.Bucket, id string) (*switchboard.Integration, error) {
+func (s *Store) loadIntegration(ws *bbolt.Bucket, workspaceID, id string) (*switchboard.Integration, error) {
 	b := sub(ws, bIntegrations)
 	if b == nil || id == "" {
 		return nil, nil
 	}
-	var in switchboard.Integration
-	if ok, err := getJSON(b, []byte(id), &in); !ok || err != nil {
-		return nil, err
+	v := b.Get([]byte(id))
+	if v == nil {
+		return nil, nil
 	}
-	return &in, nil
+	in, err := s.decoded.integration(decodedKey(workspaceID, id), v)
+	if err != nil {
+		return nil, fmt.Errorf("decode %q: %w", id, err)
+	}
+	return in, nil
 }
 
 func notFoundIntegration(id string) error {

@@ -2,6 +2,8 @@ package bolt
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/bont/switchboard/switchboard"
@@ -36,11 +38,17 @@ func (s *Store) TokenSchedule(ctx context.Context, fn func(*switchboard.TokenMet
 			}
 			metas := ws.Bucket(bTokenMeta)
 			return ints.ForEach(func(id, v []byte) error {
-				var in switchboard.Integration
-				if ok, err := getJSON(ints, id, &in); !ok || err != nil {
-					return err
+				// Only the fields the schedule needs: decoding the rest
+				// of every integration costs seconds at a million.
+				var in struct {
+					ID, ProviderID, StatusReason string
+					Status                       switchboard.Status
+					Generation                   uint64
 				}
-				gen, ok := in.CurrentGeneration()
+				if err := json.Unmarshal(v, &in); err != nil {
+					return fmt.Errorf("decode integration %q: %w", id, err)
+				}
+				gen, ok := (&switchboard.Integration{Status: in.Status, Generation: in.Generation}).CurrentGeneration()
 				if !ok {
 					return nil
 				}
@@ -75,7 +83,7 @@ func (s *Store) PutRefreshState(ctx context.Context, workspaceID, integrationID 
 	}
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
 		ws := wsBucket(tx, workspaceID)
-		in, err := loadIntegration(ws, integrationID)
+		in, err := s.loadIntegration(ws, workspaceID, integrationID)
 		if err != nil {
 			return err
 		}

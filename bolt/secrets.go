@@ -53,7 +53,7 @@ func (s *Store) PutTokens(ctx context.Context, workspaceID, integrationID string
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		ws := wsBucket(tx, workspaceID)
-		in, err := loadIntegration(ws, integrationID)
+		in, err := s.loadIntegration(ws, workspaceID, integrationID)
 		if err != nil {
 			return err
 		}

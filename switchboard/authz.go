@@ -336,10 +336,17 @@ const (
 // audit records a change made by p. A failure to record is logged; the
 // change itself has already committed.
 func (s *Service) audit(ctx context.Context, p *Principal, action, target, detail string) {
-	e := &AuditEntry{WorkspaceID: p.WorkspaceID, At: s.now(), UserID: p.UserID, TokenID: p.TokenID, Role: p.Role, Action: action, Target: target, Detail: detail}
+	e := auditEntry(p, s.now(), action, target, detail)
 	if err := s.Store.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
 		s.logger().Error("writing audit entry", "workspace", p.WorkspaceID, "action", action, "err", err)
 	}
+}
+
+// auditEntry is the record of a change made by p. Changes to an
+// integration hand it to the store in Change.Audit, so it commits with
+// them; other changes append it with audit.
+func auditEntry(p *Principal, at time.Time, action, target, detail string) *AuditEntry {
+	return &AuditEntry{WorkspaceID: p.WorkspaceID, At: at, UserID: p.UserID, TokenID: p.TokenID, Role: p.Role, Action: action, Target: target, Detail: detail}
 }
 
 // AuditPage is one page of the audit log, newest first.

@@ -737,6 +737,9 @@ func (s *Service) DisconnectAt(ctx context.Context, id string, confirm bool, exp
 			c.MissingScopes = nil
 			return c, EventDisconnected, nil
 		},
+		Audit: func(ev *Event) *AuditEntry {
+			return auditEntry(p, ev.At, "disconnectIntegration", id, fmt.Sprintf("generation %d, revision %d", cur.Generation, ev.Revision))
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("disconnect %s: %w", id, err)
@@ -745,7 +748,6 @@ func (s *Service) DisconnectAt(ctx context.Context, id string, confirm bool, exp
 		return s.Store.FindIntegrationByID(ctx, p.WorkspaceID, id)
 	}
 	s.kickTeardowns()
-	s.audit(ctx, p, "disconnectIntegration", id, fmt.Sprintf("generation %d, revision %d", cur.Generation, ev.Revision))
 	return ev.Integration, nil
 }
 
@@ -790,6 +792,13 @@ func (s *Service) Configure(ctx context.Context, in ConfigureInput) (*Integratio
 			c.SettingValues = next
 			return c, EventConfigured, nil
 		},
+		Audit: func(ev *Event) *AuditEntry {
+			keys := make([]string, len(in.Settings))
+			for i, st := range in.Settings {
+				keys[i] = st.Key
+			}
+			return auditEntry(p, ev.At, "configureIntegration", in.ID, fmt.Sprintf("settings %s, revision %d", strings.Join(keys, " "), ev.Revision))
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -797,11 +806,6 @@ func (s *Service) Configure(ctx context.Context, in ConfigureInput) (*Integratio
 	if ev == nil {
 		return s.Store.FindIntegrationByID(ctx, p.WorkspaceID, in.ID)
 	}
-	keys := make([]string, len(in.Settings))
-	for i, st := range in.Settings {
-		keys[i] = st.Key
-	}
-	s.audit(ctx, p, "configureIntegration", in.ID, fmt.Sprintf("settings %s, revision %d", strings.Join(keys, " "), ev.Revision))
 	return ev.Integration, nil
 }
 

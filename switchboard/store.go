@@ -93,6 +93,12 @@ type Change struct {
 	SoleInCategory bool
 	SoleMessage    func(other *Integration) string
 	At             time.Time
+	// Audit, when set, is called with the event being committed and the
+	// entry it returns (if not nil) is appended to the workspace's audit
+	// log in the same transaction, so a change and its audit record are
+	// durable together and cost one fsync. Like Apply it may run more than
+	// once and must depend on its input only.
+	Audit func(ev *Event) *AuditEntry
 }
 
 // Store is Switchboard's durable state. All methods are safe for concurrent

@@ -39,6 +39,7 @@ type options struct {
 	mutationClients, queryClients      int
 	requests                           int64
 	duration                           time.Duration
+	dataSmall, dataLarge               int
 	churnCycles                        int
 	integrations                       int
 	peers                              string
@@ -103,6 +104,8 @@ func run(args []string) error {
 	fs.IntVar(&o.queryClients, "query-clients", 32, "query: concurrent clients")
 	fs.Int64Var(&o.requests, "requests", 200000, "mutations, query: at most this many requests per server")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "mutations, query: at most this long per server")
+	fs.IntVar(&o.dataSmall, "data-small", 1000, "datasize: integrations in the small file")
+	fs.IntVar(&o.dataLarge, "data-large", 1000000, "datasize: integrations in the large file (10 per workspace)")
 	fs.IntVar(&o.churnCycles, "cycles", 10000, "churn: connect/subscribe/disconnect cycles")
 	fs.IntVar(&o.integrations, "integrations", 20, "integrations in the workspace (the sandbox and custom providers served by it)")
 	fs.StringVar(&o.peers, "peers", "bare,gqlgen", "fan-out baselines to run next to the gateway (bare, gqlgen)")
@@ -134,7 +137,7 @@ func run(args []string) error {
 			o.scenarios = append(o.scenarios, allScenarios...)
 			continue
 		}
-		if !contains(allScenarios, s) {
+		if !contains(allScenarios, s) && s != "datasize" { // datasize is long: only by name
 			fs.Usage()
 			return fmt.Errorf("unknown scenario %q", s)
 		}
@@ -279,6 +282,12 @@ func runScenario(ctx context.Context, o *options, tab *table, scenario string) e
 				return err
 			}
 			tab.addRate(scenario, gw, base)
+		case "datasize":
+			r, err := runDatasize(ctx, o)
+			if err != nil {
+				return err
+			}
+			tab.addDatasize(r)
 		case "churn":
 			for _, name := range []string{"switchboard", "gqlgen"} {
 				if name == "gqlgen" && !contains(peers, "gqlgen") {

@@ -76,6 +76,17 @@ func (t *table) addChurn(server string, r *churnResult) {
 	t.add(k+"rss1", float64(r.rssAfter))
 }
 
+func (t *table) addDatasize(r *datasizeResult) {
+	for k, v := range map[string]float64{
+		"n0": float64(r.small), "n1": float64(r.large),
+		"list0": float64(r.listSmall), "list1": float64(r.listLarge),
+		"http0": float64(r.httpSmall), "http1": float64(r.httpLarge),
+		"start0": float64(r.startSmall), "start1": float64(r.startLarge),
+	} {
+		t.add("datasize/"+k, v)
+	}
+}
+
 func ms(v float64) string { return fmt.Sprintf("%.1f ms", v/float64(time.Millisecond)) }
 
 // cell formats key with f, or "—" when it was not measured.
@@ -191,7 +202,22 @@ func (t *table) print(w io.Writer) {
 		h1, _ := t.get("churn/switchboard/heap1")
 		row(fmt.Sprintf("churn (%d connect/subscribe/disconnect cycles)", t.o.churnCycles), "goroutines and heap back to baseline", c("switchboard"), "", c("gqlgen"), "", "", verdict(g1 <= g0 && h1 <= h0*1.25+(1<<20), true))
 	}
-	row("data size: one workspace's list at 1M integrations vs 1k; start-up", "≤ 1.2×; ≤ 1 s", "not measured by this command", "", "", "", "", "—")
+	if _, ok := t.get("datasize/list1"); ok {
+		l0, _ := t.get("datasize/list0")
+		l1, _ := t.get("datasize/list1")
+		h0, _ := t.get("datasize/http0")
+		h1, _ := t.get("datasize/http1")
+		s0, _ := t.get("datasize/start0")
+		s1, _ := t.get("datasize/start1")
+		n0, _ := t.get("datasize/n0")
+		n1, _ := t.get("datasize/n1")
+		us := func(v float64) string { return fmt.Sprintf("%.1f µs", v/float64(time.Microsecond)) }
+		row(fmt.Sprintf("data size: one workspace's list at %.0f integrations vs %.0f; start-up", n1, n0), "≤ 1.2×; ≤ 1 s",
+			fmt.Sprintf("list in process %s vs %s, over HTTP p50 %s vs %s; start-up %s vs %s", us(l1), us(l0), ms(h1), ms(h0), ms(s1), ms(s0)),
+			"", "", "", fmt.Sprintf("%.2f× in process, %.2f× over HTTP", l1/l0, h1/h0), verdict(l1 <= 1.2*l0 && s1 <= float64(time.Second), true))
+	} else {
+		row("data size: one workspace's list at 1M integrations vs 1k; start-up", "≤ 1.2×; ≤ 1 s", "go run ./cmd/switchboard-load datasize", "", "", "", "", "—")
+	}
 	row("resume: replay 10,000 events", "≤ 100 ms", "go test -bench BenchmarkReplay10000 ./fanout", "", "", "", "", "see BENCHMARKS.md")
 	var missing []string
 	for k, v := range t.figures {
