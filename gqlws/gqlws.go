@@ -144,15 +144,14 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	// connection's keeps its values but not its cancellation.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	c := &conn{
-		t:       t,
-		ws:      ws,
-		tw:      tw,
-		legacy:  proto == ProtoGraphQLWS,
-		exec:    exec,
-		ctx:     ctx,
-		cancel:  cancel,
-		headers: r.Header,
-		subs:    map[string]*sub{},
+		t:      t,
+		ws:     ws,
+		tw:     tw,
+		legacy: proto == ProtoGraphQLWS,
+		exec:   exec,
+		ctx:    ctx,
+		cancel: cancel,
+		subs:   map[string]*sub{},
 	}
 	if t.InitTimeout > 0 {
 		c.initTimer = time.AfterFunc(t.InitTimeout, func() {
@@ -175,13 +174,12 @@ type textWriter interface {
 // starts subscriptions; writes come from it, from timers and from the
 // short-lived drain goroutine.
 type conn struct {
-	t       *Transport
-	ws      transport.WebsocketConn
-	tw      textWriter
-	legacy  bool
-	exec    graphql.GraphExecutor
-	cancel  context.CancelFunc
-	headers http.Header
+	t      *Transport
+	ws     transport.WebsocketConn
+	tw     textWriter
+	legacy bool
+	exec   graphql.GraphExecutor
+	cancel context.CancelFunc
 
 	ctx     context.Context // the connection's; after init, the InitFunc's
 	viewer  string          // ViewerKey of ctx, after init
@@ -819,7 +817,9 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 		return true
 	}
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
-	params.Headers = c.headers
+	// params.Headers stays nil: no resolver reads OperationContext.Headers
+	// (authentication is connection_init's), and keeping the upgrade
+	// request's headers would pin them for the socket's life.
 
 	ctx := graphql.StartOperationTrace(c.ctx)
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
@@ -848,6 +848,11 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 	}
 
 	responses, ctx := c.exec.DispatchOperation(context.WithValue(ctx, pumpKey{}, s), rc)
+	// The timings and extension stats (the complexity limit's) served
+	// validation and are not read again per event; a subscription keeps
+	// its operation context for its whole life, so let them go. Written
+	// before started is set under c.mu, so the drain sees it.
+	rc.Stats = graphql.Stats{}
 	s.ctx = ctx
 	s.responses = responses
 	if s.src == nil {
