@@ -446,9 +446,26 @@ func (c *conn) shutdown() {
 	if c.kaTimer != nil {
 		c.kaTimer.Stop()
 	}
+	var release []func()
+	for _, s := range c.subs {
+		if s.release != nil {
+			release = append(release, s.release)
+		}
+	}
 	c.mu.Unlock()
 	c.cancel()
+	for _, r := range release {
+		r()
+	}
 	_ = c.ws.Close()
+}
+
+// end cancels the subscription's context and ends its source.
+func (s *sub) end() {
+	s.cancel()
+	if s.release != nil {
+		s.release()
+	}
 }
 
 // ---- subscriptions ----
@@ -482,6 +499,7 @@ type sub struct {
 	responses graphql.ResponseHandler
 	src       source
 	group     *group
+	release   func() // ends the source; nil when its context does
 
 	// mu of the conn:
 	started bool // responses is set; notifications may queue it
@@ -525,12 +543,15 @@ func Attach[T any](ctx context.Context, src <-chan T, key func(T) uint64, ended 
 // poll returns the next item (ok true), or nothing yet (ok false, more
 // true), or the end (ok false, more false: the source has ended and every
 // item was taken). The event source calls the function Notifier returns
-// after each item it queues and after it ends.
-func AttachPoll[T any](ctx context.Context, poll func() (v T, ok, more bool), key func(T) uint64, ended func()) <-chan T {
+// after each item it queues and after it ends. release, when set, is called
+// when the subscription stops (complete, the socket's end, a panic): the
+// source then ends without watching the subscription's context.
+func AttachPoll[T any](ctx context.Context, poll func() (v T, ok, more bool), key func(T) uint64, ended, release func()) <-chan T {
 	s, ok := ctx.Value(pumpKey{}).(*sub)
 	if !ok {
 		return nil
 	}
+	s.release = release
 	ps := &pollSource[T]{poll: poll, slot: make(chan T, 1), key: key, end: ended}
 	s.src = ps
 	return ps.slot
@@ -651,7 +672,7 @@ func (c *conn) pump(s *sub) {
 		if r := recover(); r != nil {
 			err := graphql.GetOperationContext(s.ctx).Recover(s.ctx, r)
 			c.sendError(s.id, toGQLError(err))
-			s.cancel()
+			s.end()
 		}
 	}()
 	for {
@@ -719,7 +740,7 @@ func (c *conn) finish(s *sub) {
 	}
 	skip := s.stopped || c.closed
 	c.mu.Unlock()
-	s.cancel()
+	s.end()
 	if s.group != nil {
 		c.t.groups.leave(s.group)
 	}
@@ -737,7 +758,7 @@ func (c *conn) stop(id string) {
 	}
 	c.mu.Unlock()
 	if s != nil {
-		s.cancel()
+		s.end()
 		// As gqlgen does, confirm with complete; sent here, in the
 		// reader, so it precedes anything of a later subscription that
 		// reuses the id.
