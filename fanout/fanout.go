@@ -450,7 +450,12 @@ func (b *Broker) Subscribe(ctx context.Context, req switchboard.SubscribeRequest
 	}
 	var rctx context.Context
 	if !s.live {
-		rctx, s.cancelReplay = context.WithCancel(ctx)
+		parent := ctx
+		if req.EndByCall {
+			// The replay ends with End (endLocked cancels it), not ctx.
+			parent = context.WithoutCancel(ctx)
+		}
+		rctx, s.cancelReplay = context.WithCancel(parent)
 	}
 
 	b.mu.Lock()
@@ -473,13 +478,13 @@ func (b *Broker) Subscribe(ctx context.Context, req switchboard.SubscribeRequest
 	if !s.live {
 		b.nreplaying++
 	}
-	if s.live {
+	if s.live && !req.EndByCall {
 		// Set under mu: endLocked reads it.
 		s.stopAfter = context.AfterFunc(ctx, func() { b.end(s, nil) })
 	}
 	b.mu.Unlock()
 
-	sub := &switchboard.Subscription{C: s.ch, Err: func() error { return b.errOf(s) }}
+	sub := &switchboard.Subscription{C: s.ch, Err: func() error { return b.errOf(s) }, End: func() { b.end(s, nil) }}
 	if s.notify != nil {
 		sub.Poll = s.q.poll
 	}
@@ -500,7 +505,7 @@ func (b *Broker) Subscribe(ctx context.Context, req switchboard.SubscribeRequest
 		return nil, err
 	}
 	b.mu.Lock()
-	if !s.done {
+	if !s.done && !req.EndByCall {
 		s.stopAfter = context.AfterFunc(ctx, func() { b.end(s, nil) })
 	}
 	b.mu.Unlock()

@@ -931,3 +931,47 @@ func TestPolledReplayIsPacedByTheConsumer(t *testing.T) {
 		t.Fatalf("Stats = %+v; want no cutoff and nobody replaying", s)
 	}
 }
+
+// With EndByCall the subscription outlives its context and ends with End
+// alone, live or still replaying; End twice is harmless.
+func TestEndByCallEndsOnlyWithEnd(t *testing.T) {
+	b, m := newBroker(t, fanout.Options{QueueSize: 8, ReplayPageSize: 2})
+	for range 3 {
+		m.commit("a", switchboard.EventConfigured)
+	}
+	for _, after := range []*uint64{nil, ptr(0)} {
+		ctx, cancel := context.WithCancel(t.Context())
+		notified := make(chan struct{}, 1)
+		notify := func() {
+			select {
+			case notified <- struct{}{}:
+			default:
+			}
+		}
+		sub, err := b.Subscribe(ctx, switchboard.SubscribeRequest{WorkspaceID: "a", AfterRevision: after, Notify: notify, EndByCall: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if s := b.Stats(); s.Subscribers != 1 {
+			t.Fatalf("after ctx ended: Stats = %+v; want the subscriber still there", s)
+		}
+		sub.End()
+		sub.End()
+		if s := b.Stats(); s.Subscribers != 0 {
+			t.Fatalf("after End: Stats = %+v; want no subscriber", s)
+		}
+		for {
+			ev, more := sub.Poll()
+			if !more {
+				break
+			}
+			if ev == nil {
+				<-notified // a replay ends on its own goroutine
+			}
+		}
+		if err := sub.Err(); err != nil {
+			t.Fatalf("Err() = %v; want nil after End", err)
+		}
+	}
+}

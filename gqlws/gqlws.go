@@ -144,15 +144,14 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	// connection's keeps its values but not its cancellation.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	c := &conn{
-		t:       t,
-		ws:      ws,
-		tw:      tw,
-		legacy:  proto == ProtoGraphQLWS,
-		exec:    exec,
-		ctx:     ctx,
-		cancel:  cancel,
-		headers: r.Header,
-		subs:    map[string]*sub{},
+		t:      t,
+		ws:     ws,
+		tw:     tw,
+		legacy: proto == ProtoGraphQLWS,
+		exec:   exec,
+		ctx:    ctx,
+		cancel: cancel,
+		subs:   map[string]*sub{},
 	}
 	if t.InitTimeout > 0 {
 		c.initTimer = time.AfterFunc(t.InitTimeout, func() {
@@ -175,13 +174,12 @@ type textWriter interface {
 // starts subscriptions; writes come from it, from timers and from the
 // short-lived drain goroutine.
 type conn struct {
-	t       *Transport
-	ws      transport.WebsocketConn
-	tw      textWriter
-	legacy  bool
-	exec    graphql.GraphExecutor
-	cancel  context.CancelFunc
-	headers http.Header
+	t      *Transport
+	ws     transport.WebsocketConn
+	tw     textWriter
+	legacy bool
+	exec   graphql.GraphExecutor
+	cancel context.CancelFunc
 
 	ctx     context.Context // the connection's; after init, the InitFunc's
 	viewer  string          // ViewerKey of ctx, after init
@@ -448,9 +446,26 @@ func (c *conn) shutdown() {
 	if c.kaTimer != nil {
 		c.kaTimer.Stop()
 	}
+	var release []func()
+	for _, s := range c.subs {
+		if s.release != nil {
+			release = append(release, s.release)
+		}
+	}
 	c.mu.Unlock()
 	c.cancel()
+	for _, r := range release {
+		r()
+	}
 	_ = c.ws.Close()
+}
+
+// end cancels the subscription's context and ends its source.
+func (s *sub) end() {
+	s.cancel()
+	if s.release != nil {
+		s.release()
+	}
 }
 
 // ---- subscriptions ----
@@ -484,6 +499,7 @@ type sub struct {
 	responses graphql.ResponseHandler
 	src       source
 	group     *group
+	release   func() // ends the source; nil when its context does
 
 	// mu of the conn:
 	started bool // responses is set; notifications may queue it
@@ -527,12 +543,15 @@ func Attach[T any](ctx context.Context, src <-chan T, key func(T) uint64, ended 
 // poll returns the next item (ok true), or nothing yet (ok false, more
 // true), or the end (ok false, more false: the source has ended and every
 // item was taken). The event source calls the function Notifier returns
-// after each item it queues and after it ends.
-func AttachPoll[T any](ctx context.Context, poll func() (v T, ok, more bool), key func(T) uint64, ended func()) <-chan T {
+// after each item it queues and after it ends. release, when set, is called
+// when the subscription stops (complete, the socket's end, a panic): the
+// source then ends without watching the subscription's context.
+func AttachPoll[T any](ctx context.Context, poll func() (v T, ok, more bool), key func(T) uint64, ended, release func()) <-chan T {
 	s, ok := ctx.Value(pumpKey{}).(*sub)
 	if !ok {
 		return nil
 	}
+	s.release = release
 	ps := &pollSource[T]{poll: poll, slot: make(chan T, 1), key: key, end: ended}
 	s.src = ps
 	return ps.slot
@@ -653,7 +672,7 @@ func (c *conn) pump(s *sub) {
 		if r := recover(); r != nil {
 			err := graphql.GetOperationContext(s.ctx).Recover(s.ctx, r)
 			c.sendError(s.id, toGQLError(err))
-			s.cancel()
+			s.end()
 		}
 	}()
 	for {
@@ -721,7 +740,7 @@ func (c *conn) finish(s *sub) {
 	}
 	skip := s.stopped || c.closed
 	c.mu.Unlock()
-	s.cancel()
+	s.end()
 	if s.group != nil {
 		c.t.groups.leave(s.group)
 	}
@@ -739,7 +758,7 @@ func (c *conn) stop(id string) {
 	}
 	c.mu.Unlock()
 	if s != nil {
-		s.cancel()
+		s.end()
 		// As gqlgen does, confirm with complete; sent here, in the
 		// reader, so it precedes anything of a later subscription that
 		// reuses the id.
@@ -819,7 +838,9 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 		return true
 	}
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
-	params.Headers = c.headers
+	// params.Headers stays nil: no resolver reads OperationContext.Headers
+	// (authentication is connection_init's), and keeping the upgrade
+	// request's headers would pin them for the socket's life.
 
 	ctx := graphql.StartOperationTrace(c.ctx)
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
@@ -848,6 +869,11 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 	}
 
 	responses, ctx := c.exec.DispatchOperation(context.WithValue(ctx, pumpKey{}, s), rc)
+	// The timings and extension stats (the complexity limit's) served
+	// validation and are not read again per event; a subscription keeps
+	// its operation context for its whole life, so let them go. Written
+	// before started is set under c.mu, so the drain sees it.
+	rc.Stats = graphql.Stats{}
 	s.ctx = ctx
 	s.responses = responses
 	if s.src == nil {

@@ -53,7 +53,7 @@ func (r *Resolver) stream(ctx context.Context, open func(notify func()) (*switch
 		return gqlws.AttachPoll(ctx, func() (*switchboard.Event, bool, bool) {
 			ev, more := sub.Poll()
 			return ev, ev != nil, more
-		}, eventRevision, ended), nil
+		}, eventRevision, ended, sub.End), nil
 	}
 	out := make(chan *switchboard.Event)
 	go func() {

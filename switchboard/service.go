@@ -819,6 +819,8 @@ func (s *Service) Subscribe(ctx context.Context, afterRevision *uint64, category
 }
 
 // SubscribeNotify is Subscribe with SubscribeRequest.Notify set to notify.
+// With notify set the subscription also has EndByCall: the caller ends it
+// with Subscription.End.
 func (s *Service) SubscribeNotify(ctx context.Context, afterRevision *uint64, category *Category, notify func()) (*Subscription, error) {
 	p, err := reader(ctx)
 	if err != nil {
@@ -835,7 +837,8 @@ func (s *Service) SubscribeNotify(ctx context.Context, afterRevision *uint64, ca
 			}
 			return in.OwnerUserID == "" || in.OwnerUserID == uid
 		},
-		Notify: notify,
+		Notify:    notify,
+		EndByCall: notify != nil,
 	})
 }
 

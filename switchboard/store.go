@@ -203,6 +203,12 @@ type SubscribeRequest struct {
 	// the publisher's path, possibly under the broker's lock: it must not
 	// block, and must not call the broker.
 	Notify func()
+	// EndByCall, when set, makes Subscription.End the only way the
+	// caller ends the subscription: ctx's end no longer does (it still
+	// bounds Subscribe's own first read). A consumer that knows when it
+	// is done (a transport stopping a subscription) thus spares the
+	// broker a registration on ctx per subscription.
+	EndByCall bool
 }
 
 // Subscription is a live stream of events. Without Notify in the request
@@ -221,6 +227,9 @@ type Subscription struct {
 	// *Error with ECOMPACTED or a *CutoffError otherwise. Valid after C
 	// is closed (or Poll returned more false).
 	Err func() error
+	// End ends the subscription now, as ctx's end would; calling it
+	// again, or after the subscription ended, does nothing.
+	End func()
 }
 
 // CutoffError is why a subscriber was dropped: it fell too far behind.
