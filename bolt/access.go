@@ -212,6 +212,7 @@ func (s *Store) FindAPITokens(ctx context.Context, workspaceID string) ([]*switc
 // updateToken applies f to a token of the workspace and stores it.
 func (s *Store) updateToken(workspaceID, id string, f func(t *switchboard.APIToken) bool) (*switchboard.APIToken, error) {
 	var out *switchboard.APIToken
+	defer s.tokens.invalidate()
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
 		t, h, err := loadToken(tx, workspaceID, id)
 		if err != nil {
@@ -459,6 +460,7 @@ func (s *Store) WipeWorkspace(ctx context.Context, workspaceID string, at time.T
 	defer s.bumpVersion(workspaceID)
 	at = at.UTC()
 	var res *switchboard.WipeResult
+	defer s.tokens.invalidate()
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		res = &switchboard.WipeResult{}
 		ws := wsBucket(tx, workspaceID)
