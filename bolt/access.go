@@ -212,6 +212,7 @@ func (s *Store) FindAPITokens(ctx context.Context, workspaceID string) ([]*switc
 // updateToken applies f to a token of the workspace and stores it.
 func (s *Store) updateToken(workspaceID, id string, f func(t *switchboard.APIToken) bool) (*switchboard.APIToken, error) {
 	var out *switchboard.APIToken
+	defer s.tokens.invalidate()
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
 		t, h, err := loadToken(tx, workspaceID, id)
 		if err != nil {
@@ -303,11 +304,11 @@ func (s *Store) appendAudit(ws *bbolt.Bucket, c *switchboard.AuditEntry) error {
 	for k, v := cur.First(); k != nil && u64(k) < seq; k, v = cur.Next() {
 		drop := n > uint64(s.auditMax)
 		if !drop {
-			var head struct{ At time.Time }
-			if err := json.Unmarshal(v, &head); err != nil {
+			at, err := auditAt(v)
+			if err != nil {
 				return err
 			}
-			drop = head.At.Before(cutoff)
+			drop = at.Before(cutoff)
 		}
 		if !drop {
 			break
@@ -318,6 +319,37 @@ func (s *Store) appendAudit(ws *bbolt.Bucket, c *switchboard.AuditEntry) error {
 		n--
 	}
 	return ws.Put(kAuditCount, u64bytes(n))
+}
+
+// auditAt reads At from a stored audit entry. Retention reads it for the
+// oldest entry on every append, so the layout json.Marshal writes for
+// switchboard.AuditEntry ({"Seq":<n>,"WorkspaceID":"<id>","At":"<RFC
+// 3339>",...) is read without decoding the whole entry; anything else (an
+// escaped workspace ID, another layout) is decoded in full.
+func auditAt(v []byte) (time.Time, error) {
+	const head, ws, at = `{"Seq":`, `,"WorkspaceID":"`, `","At":"`
+	if rest, ok := bytes.CutPrefix(v, []byte(head)); ok {
+		i := 0
+		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
+			i++
+		}
+		if rest, ok := bytes.CutPrefix(rest[i:], []byte(ws)); ok {
+			if j := bytes.IndexByte(rest, '"'); j >= 0 && bytes.IndexByte(rest[:j], '\\') < 0 {
+				if rest, ok := bytes.CutPrefix(rest[j:], []byte(at)); ok {
+					if k := bytes.IndexByte(rest, '"'); k > 0 {
+						if t, err := time.Parse(time.RFC3339Nano, string(rest[:k])); err == nil {
+							return t, nil
+						}
+					}
+				}
+			}
+		}
+	}
+	var e struct{ At time.Time }
+	if err := json.Unmarshal(v, &e); err != nil {
+		return time.Time{}, err
+	}
+	return e.At, nil
 }
 
 // FindAudit returns entries with Seq < before (0: all), newest first.
@@ -459,6 +491,7 @@ func (s *Store) WipeWorkspace(ctx context.Context, workspaceID string, at time.T
 	defer s.bumpVersion(workspaceID)
 	at = at.UTC()
 	var res *switchboard.WipeResult
+	defer s.tokens.invalidate()
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		res = &switchboard.WipeResult{}
 		ws := wsBucket(tx, workspaceID)

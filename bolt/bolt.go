@@ -129,6 +129,7 @@ type Store struct {
 	auditMax  int
 	versions  versions
 	decoded   decodedCache
+	tokens    tokenCache
 }
 
 // Open opens (creating if needed) the data file at path and its parent

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"sync"
+	"time"
+	"unicode/utf8"
 
 	"github.com/bont/switchboard/switchboard"
 )
@@ -45,7 +47,11 @@ func (c *decodedCache) integration(key string, raw []byte) (*switchboard.Integra
 	if err := json.Unmarshal(raw, in); err != nil {
 		return nil, err
 	}
-	e = decodedEntry{raw: bytes.Clone(raw), in: copyIntegration(in)}
+	c.put(key, decodedEntry{raw: bytes.Clone(raw), in: copyIntegration(in)})
+	return in, nil
+}
+
+func (c *decodedCache) put(key string, e decodedEntry) {
 	c.mu.Lock()
 	if c.m == nil {
 		c.m = make(map[string]decodedEntry)
@@ -61,7 +67,6 @@ func (c *decodedCache) integration(key string, raw []byte) (*switchboard.Integra
 	}
 	c.m[key] = e
 	c.mu.Unlock()
-	return in, nil
 }
 
 // copyIntegration is a deep copy that keeps a nil AccountHistory nil, as
@@ -72,4 +77,64 @@ func copyIntegration(in *switchboard.Integration) *switchboard.Integration {
 		c.AccountHistory = nil
 	}
 	return c
+}
+
+// wrote records that raw, just written for key inside a commit, decodes
+// to in, so that the next commit of the same batch that reads the
+// integration does not decode it again. It records nothing unless a copy
+// of in can be made equal to what json.Unmarshal(raw) returns: every time
+// must be at offset 0 (marshalled as "Z", decoded in UTC) and every
+// string valid UTF-8 (json.Marshal replaces invalid bytes). A rolled-back
+// batch leaves other bytes in the file, which miss.
+func (c *decodedCache) wrote(key string, raw []byte, in *switchboard.Integration) {
+	v := copyIntegration(in)
+	if !canonical(v) {
+		return
+	}
+	c.put(key, decodedEntry{raw: bytes.Clone(raw), in: v})
+}
+
+// canonical turns v's times to UTC without monotonic readings and reports
+// whether v is now what decoding its JSON gives. Slices and maps keep
+// their nil-ness through a JSON round trip (null and [] or {}).
+func canonical(v *switchboard.Integration) bool {
+	ok := true
+	t := func(p *time.Time) {
+		if _, off := p.Zone(); off != 0 {
+			ok = false
+		}
+		*p = p.UTC()
+	}
+	tp := func(p *time.Time) {
+		if p != nil {
+			t(p)
+		}
+	}
+	s := func(ss ...string) {
+		for _, x := range ss {
+			if !utf8.ValidString(x) {
+				ok = false
+			}
+		}
+	}
+	s(v.ID, v.WorkspaceID, v.ProviderID, string(v.Category), v.OwnerUserID, string(v.Status), v.StatusReason, v.StatusMessage, v.SyncCheckpoint)
+	if v.Account != nil {
+		s(v.Account.ID, v.Account.Name, v.Account.Email)
+	}
+	for i := range v.AccountHistory {
+		p := &v.AccountHistory[i]
+		s(p.Account.ID, p.Account.Name, p.Account.Email)
+		t(&p.From)
+		tp(p.Until)
+	}
+	s(v.GrantedScopes...)
+	s(v.MissingScopes...)
+	tp(v.ConnectedAt)
+	tp(v.LastSyncedAt)
+	for k, x := range v.SettingValues {
+		s(k, x)
+	}
+	t(&v.CreatedAt)
+	t(&v.UpdatedAt)
+	return ok
 }

@@ -227,9 +227,14 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 	if err := idx.Put(key, []byte(next.ID)); err != nil {
 		return nil, 0, err
 	}
-	if err := putJSON(ws.Bucket(bIntegrations), []byte(next.ID), next); err != nil {
+	raw, err := json.Marshal(next)
+	if err != nil {
 		return nil, 0, err
 	}
+	if err := ws.Bucket(bIntegrations).Put([]byte(next.ID), raw); err != nil {
+		return nil, 0, err
+	}
+	s.decoded.wrote(decodedKey(c.WorkspaceID, next.ID), raw, next)
 	var from switchboard.Status
 	if cur != nil {
 		from = cur.Status

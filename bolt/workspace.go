@@ -21,6 +21,7 @@ func (s *Store) CreateWorkspace(ctx context.Context, w *switchboard.Workspace) e
 		c.CreatedAt = s.now()
 	}
 	c.CreatedAt = c.CreatedAt.UTC()
+	defer s.tokens.invalidate()
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		ws, err := createWSBucket(tx, c.ID)
 		if err != nil {
@@ -109,6 +110,11 @@ func (s *Store) FindAPITokenByHash(ctx context.Context, secretHash []byte) (*swi
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// g is read before the read transaction: see tokenCache.
+	cached, g, ok := s.tokens.get(secretHash)
+	if ok {
+		return cached, nil
+	}
 	var t *switchboard.APIToken
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		var x switchboard.APIToken
@@ -128,5 +134,6 @@ func (s *Store) FindAPITokenByHash(ctx context.Context, secretHash []byte) (*swi
 	if err != nil {
 		return nil, wrap(err, "find API token")
 	}
+	s.tokens.put(secretHash, g, t)
 	return t, nil
 }
