@@ -1066,3 +1066,71 @@ func TestMetricsAndReadiness(t *testing.T) {
 	expect(t, "healthz while draining", status("/healthz"), 200)
 	m.draining.Store(false)
 }
+
+// A subscriber that falls behind a burst is closed with 1013 and a reason
+// naming where to resume; resuming from the last revision it received
+// loses nothing and repeats nothing.
+func TestCutOffSubscriberIsToldWhereToResume(t *testing.T) {
+	m := mustStart(t, "", func(m *Main) { m.Config.SubscriberQueue = 1 })
+	c := newClient(t, m, m.DemoToken)
+	id := connect(t, c, "ada@sandbox.test")["id"].(string)
+	start, _ := m.store.Revision(context.Background())
+
+	ws, err := dialWS(t, m, "graphql-transport-ws", m.DemoToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.subscribe("1", eventsSubscription, nil)
+	waitFor(t, "the subscriber to register", func() bool { return m.broker.Stats().Subscribers == 1 })
+
+	// Bursts of concurrent commits land in one batch and are published
+	// back to back, faster than one event fits the queue.
+	var got []string
+	var closeErr *websocket.CloseError
+	for round := 0; closeErr == nil; round++ {
+		if round == 50 {
+			t.Fatal("the subscriber was never cut off")
+		}
+		var wg sync.WaitGroup
+		for w := 0; w < 32; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				configure(c, id, "sync_interval_minutes", strconv.Itoa(5+(round*32+w)%1400))
+			}(w)
+		}
+		wg.Wait()
+		for {
+			ev, err := ws.nextEvent(2 * time.Second)
+			if err != nil {
+				if ce, ok := err.(*websocket.CloseError); ok {
+					closeErr = ce
+				}
+				break
+			}
+			got = append(got, ev.Revision)
+		}
+	}
+	if closeErr.Code != 1013 || !strings.Contains(closeErr.Text, "resume after revision") {
+		t.Fatalf("got close %d %q; want 1013 naming the revision to resume from", closeErr.Code, closeErr.Text)
+	}
+	if len(got) == 0 {
+		t.Fatal("nothing was received before the cut-off")
+	}
+
+	// Resume from the last revision received.
+	ws2, err := dialWS(t, m, "graphql-transport-ws", m.DemoToken, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws2.subscribe("1", eventsSubscription, map[string]any{"after": got[len(got)-1]})
+	want := storeRevisions(t, m, DemoWorkspaceID, start)
+	for len(got) < len(want) {
+		ev, err := ws2.nextEvent(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after resuming at %d of %d events: %v", len(got), len(want), err)
+		}
+		got = append(got, ev.Revision)
+	}
+	expect(t, "revisions across the cut-off", got, want)
+}
