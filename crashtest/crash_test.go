@@ -135,36 +135,22 @@ func TestCrashRecovery(t *testing.T) {
 
 		// Writers configure and, now and then, disconnect and connect
 		// again, until the kill.
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func(w int) {
-				defer wg.Done()
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					if w == 0 && i%25 == 24 {
-						c.disconnect(intID)
-						c.connectAgain(intID, []string{"ada@sandbox.test", "grace@sandbox.test"}[i%2])
-						continue
-					}
-					v := strconv.Itoa(5 + (cycle*4000+w*1000+i)%1400)
-					if rev, ok := c.configure(intID, v); ok {
-						mu.Lock()
-						acked = append(acked, ack{rev, v})
-						mu.Unlock()
-					}
-				}
-			}(w)
-		}
+		stop := workers(4, func(w, i int) {
+			if w == 0 && i%25 == 24 {
+				c.disconnect(intID)
+				c.connectAgain(intID, []string{"ada@sandbox.test", "grace@sandbox.test"}[i%2])
+				return
+			}
+			v := strconv.Itoa(5 + (cycle*4000+w*1000+i)%1400)
+			if rev, ok := c.configure(intID, v); ok {
+				mu.Lock()
+				acked = append(acked, ack{rev, v})
+				mu.Unlock()
+			}
+		})
 		time.Sleep(time.Duration(150+r.IntN(900)) * time.Millisecond)
 		g.stop(t, syscall.SIGKILL)
-		close(stop)
-		wg.Wait()
+		stop()
 		ws.close()
 		if err := <-subDone; err != nil && !isClosed(err) {
 			t.Fatalf("cycle %d: %v", cycle, err)
@@ -178,6 +164,26 @@ func TestCrashRecovery(t *testing.T) {
 			t.Fatalf("cycle %d: data file damaged: %v", cycle, rep.Problems)
 		}
 	}
+}
+
+// workers runs work(w, i), i = 0, 1, …, on n goroutines until the stop it
+// returns is called; stop waits for them.
+func workers(n int, work func(w, i int)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				work(w, i)
+			}
+		})
+	}
+	return func() { close(done); wg.Wait() }
 }
 
 // catchUp waits until the subscriber's last revision (guarded by mu)

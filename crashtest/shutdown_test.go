@@ -46,27 +46,14 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	}
 	subDone := follow(c.subscribe(t, 0))
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				v := strconv.Itoa(5 + (w*150+i)%1400)
-				if rev, ok := c.configure(id, v); ok {
-					mu.Lock()
-					acked[rev] = v
-					mu.Unlock()
-				}
-			}
-		}(w)
-	}
+	stop := workers(8, func(w, i int) {
+		v := strconv.Itoa(5 + (w*150+i)%1400)
+		if rev, ok := c.configure(id, v); ok {
+			mu.Lock()
+			acked[rev] = v
+			mu.Unlock()
+		}
+	})
 	time.Sleep(500 * time.Millisecond)
 	_ = g.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -74,8 +61,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("gateway did not exit after SIGTERM")
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if code := g.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit code after SIGTERM: got %d; want 0", code)
 	}

@@ -85,37 +85,36 @@ func sandboxAccount(email string) *SandboxAccount {
 // SandboxProvider returns the catalogue entry for the CRM product of a
 // sandbox served at baseURL (e.g. http://127.0.0.1:8080/sandbox).
 func SandboxProvider(baseURL, clientID, secret string) ProviderConfig {
-	base := strings.TrimRight(baseURL, "/")
-	return ProviderConfig{
-		ID:           "sandbox",
-		Name:         SandboxCRMName,
-		Category:     switchboard.CategoryCRM,
-		ClientID:     clientID,
-		ClientSecret: secret,
-		AuthURL:      base + "/authorize",
-		TokenURL:     base + "/token",
-		RevokeURL:    base + "/revoke",
-		UserinfoURL:  base + "/userinfo",
-		Identity:     IdentityFields{ID: "sub", Name: "name", Email: "email"},
-		Scopes:       slices.Clone(sandboxCRMScopes),
-		AuthStyle:    AuthStyleHeader,
-		SettingDefinitions: []switchboard.SettingDefinition{
-			{Key: "sync_interval_minutes", Label: "Sync interval (minutes)", Type: switchboard.SettingInteger, Default: "15", Min: 5, Max: 1440},
-			{Key: "sync_deals", Label: "Sync deals", Type: switchboard.SettingBoolean, Default: "true"},
-			{Key: "pipeline", Label: "Pipeline", Type: switchboard.SettingEnum, Options: []string{"sales", "renewals", "all"}, Default: "sales"},
-		},
+	p := sandboxProduct(baseURL, clientID, secret)
+	p.ID, p.Name, p.Category = "sandbox", SandboxCRMName, switchboard.CategoryCRM
+	p.Scopes = slices.Clone(sandboxCRMScopes)
+	p.SettingDefinitions = []switchboard.SettingDefinition{
+		{Key: "sync_interval_minutes", Label: "Sync interval (minutes)", Type: switchboard.SettingInteger, Default: "15", Min: 5, Max: 1440},
+		{Key: "sync_deals", Label: "Sync deals", Type: switchboard.SettingBoolean, Default: "true"},
+		{Key: "pipeline", Label: "Pipeline", Type: switchboard.SettingEnum, Options: []string{"sales", "renewals", "all"}, Default: "sales"},
 	}
+	return p
 }
 
 // SandboxMailProvider returns the catalogue entry for the mail and calendar
 // product of the same sandbox: a personal integration (EMAIL_CALENDAR) that
 // each user connects for themselves. It has its own client registration.
 func SandboxMailProvider(baseURL, clientID, secret string) ProviderConfig {
+	p := sandboxProduct(baseURL, clientID, secret)
+	p.ID, p.Name, p.Category = "sandbox-mail", SandboxMailName, switchboard.CategoryEmailCalendar
+	p.Scopes = slices.Clone(sandboxMailScopes)
+	p.SettingDefinitions = []switchboard.SettingDefinition{
+		{Key: "calendar_sync_days", Label: "Calendar sync window (days)", Type: switchboard.SettingInteger, Default: "30", Min: 1, Max: 365},
+		{Key: "include_shared_calendars", Label: "Include shared calendars", Type: switchboard.SettingBoolean, Default: "false"},
+	}
+	return p
+}
+
+// sandboxProduct is what every product of a sandbox shares: its
+// endpoints, identity fields and client authentication.
+func sandboxProduct(baseURL, clientID, secret string) ProviderConfig {
 	base := strings.TrimRight(baseURL, "/")
 	return ProviderConfig{
-		ID:           "sandbox-mail",
-		Name:         SandboxMailName,
-		Category:     switchboard.CategoryEmailCalendar,
 		ClientID:     clientID,
 		ClientSecret: secret,
 		AuthURL:      base + "/authorize",
@@ -123,12 +122,7 @@ func SandboxMailProvider(baseURL, clientID, secret string) ProviderConfig {
 		RevokeURL:    base + "/revoke",
 		UserinfoURL:  base + "/userinfo",
 		Identity:     IdentityFields{ID: "sub", Name: "name", Email: "email"},
-		Scopes:       slices.Clone(sandboxMailScopes),
 		AuthStyle:    AuthStyleHeader,
-		SettingDefinitions: []switchboard.SettingDefinition{
-			{Key: "calendar_sync_days", Label: "Calendar sync window (days)", Type: switchboard.SettingInteger, Default: "30", Min: 1, Max: 365},
-			{Key: "include_shared_calendars", Label: "Include shared calendars", Type: switchboard.SettingBoolean, Default: "false"},
-		},
 	}
 }
 
