@@ -45,7 +45,7 @@ func TestResumeScenario(t *testing.T) {
 		t.Skip("builds and starts the gateway")
 	}
 	o := testOptions(t)
-	o.resumeEvents, o.resumeRuns, o.resumeClients, o.peers = 300, 2, 8, "gqlgen"
+	o.resumeEvents, o.resumeRuns, o.resumeClients, o.peers = 300, 2, 8, "bare,gqlgen"
 	var err error
 	if o.moduleRoot, err = moduleRoot(); err != nil {
 		t.Fatal(err)
@@ -59,7 +59,7 @@ func TestResumeScenario(t *testing.T) {
 	if err := runScenario(ctx, o, tab, "resume"); err != nil {
 		t.Fatal(err)
 	}
-	for _, server := range []string{"switchboard", "gqlgen"} {
+	for _, server := range []string{"switchboard", "bare", "gqlgen"} {
 		n, ok := tab.get("resume/" + server + "/events")
 		if !ok || n < 300 {
 			t.Errorf("%s: %v events replayed; want at least 300", server, n)

@@ -309,8 +309,8 @@ func runScenario(ctx context.Context, o *options, tab *table, scenario string) e
 			}
 			tab.addDatasize(r)
 		case "resume":
-			for _, name := range []string{"switchboard", "gqlgen"} {
-				if name == "gqlgen" && !contains(peers, "gqlgen") {
+			for _, name := range []string{"switchboard", "bare", "gqlgen"} {
+				if name != "switchboard" && !contains(peers, name) {
 					continue
 				}
 				r, err := runResume(ctx, o, name)

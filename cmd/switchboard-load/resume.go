@@ -3,8 +3,8 @@ package main
 // The resume scenario: a subscriber that comes back resumeEvents events
 // behind, over a real websocket. The server gets the events first
 // (configureIntegration mutations on the gateway, each a durable commit;
-// the publish mutation on the stock gqlgen baseline, which keeps its
-// last 10,000 events in memory), then each resume opens a socket, sends
+// the publish mutation or endpoint on the stock gqlgen and bare-write
+// baselines, which keep their last 10,000 events in memory), then each resume opens a socket, sends
 // subscribe with afterRevision, and is timed from that send until the
 // last event has arrived; order, gaps and duplicates are checked by
 // revision.
@@ -73,6 +73,27 @@ func runResume(ctx context.Context, o *options, name string) (*resumeResult, err
 			}
 			return strconv.ParseUint(out.ConfigureIntegration.Revision, 10, 64)
 		}
+	case "bare":
+		t, err := startBaseline(ctx, o, "bare")
+		if err != nil {
+			return nil, err
+		}
+		defer t.stop()
+		rt.target = t
+		rt.subscription = "subscription($after: String) { integrationEvents(afterRevision: $after) " + fields + " }"
+		rt.commit = func(ctx context.Context, hc *http.Client) (uint64, error) {
+			req, _ := http.NewRequestWithContext(ctx, "POST", t.base+"/publish", nil)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return 0, err
+			}
+			defer resp.Body.Close()
+			var out struct{ Revision string }
+			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+				return 0, fmt.Errorf("publish: HTTP %d", resp.StatusCode)
+			}
+			return strconv.ParseUint(out.Revision, 10, 64)
+		}
 	case "gqlgen":
 		t, err := startBaseline(ctx, o, "gqlgen")
 		if err != nil {
@@ -137,6 +158,8 @@ func runResume(ctx context.Context, o *options, name string) (*resumeResult, err
 	o.logf("resume %s: %d events committed at %.0f/s; resuming after revision %d (newest %d)", rt.name, n, r.commitRate, after, ours[len(ours)-1])
 
 	var totals, firsts []time.Duration
+	wait := rt.cpuProfile(ctx, o, o.profilePrefix) // the gateway's, when -profile is set
+	defer wait()
 	for i := range o.resumeRuns {
 		got, total, first, err := resumeOnce(ctx, rt, after, ours[len(ours)-1])
 		if err != nil {
