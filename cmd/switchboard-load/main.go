@@ -11,7 +11,10 @@
 // per socket), mutations (durable configureIntegration), query (the
 // integrations list over HTTP), churn (connect/subscribe/disconnect
 // cycles), resume (a subscriber resuming 10,000 events back, over a
-// websocket), all. Traffic goes to 127.0.0.1 only; every scenario stops by
+// websocket), all. The baselines are the bare-write server, stock gqlgen
+// and plain net/http handlers (subcommands of this binary) and GraphQL
+// Yoga with graphql-ws on Node (yoga/, when node and its packages are
+// there). Traffic goes to 127.0.0.1 only; every scenario stops by
 // itself after a count or a time limit.
 package main
 
