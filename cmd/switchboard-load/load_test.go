@@ -149,6 +149,33 @@ func TestYogaSkipped(t *testing.T) {
 	if y := prepareYoga(o); y.skip != "node is not on PATH" {
 		t.Errorf("no node: skip %q", y.skip)
 	}
+
+	// node but no packages: without npm, and with an npm that fails.
+	node, err := exec.LookPath("node")
+	if err != nil {
+		return
+	}
+	bin, peer := t.TempDir(), t.TempDir()
+	if err := os.Symlink(node, filepath.Join(bin, "node")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(peer, "server.mjs"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	o = testOptions(t)
+	o.yogaDir = peer
+	if y := prepareYoga(o); !strings.Contains(y.skip, "npm is not on PATH") {
+		t.Errorf("no npm: skip %q", y.skip)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "npm"), []byte("#!/bin/sh\necho no registry >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o = testOptions(t)
+	o.yogaDir = peer
+	if y := prepareYoga(o); !strings.Contains(y.skip, "npm ci in "+peer+" failed") {
+		t.Errorf("npm fails: skip %q", y.skip)
+	}
 }
 
 // The providers file the command writes must stay one the gateway reads.
