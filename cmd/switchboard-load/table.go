@@ -292,7 +292,7 @@ func (t *table) print(w io.Writer) {
 		if _, gs := t.ratio("resume/gqlgen/total", "resume/bare/total"); gs != "—" {
 			rs += " (gqlgen " + gs + ")"
 		}
-		row(fmt.Sprintf("resume over a websocket: subscribe → %.0fth replayed event arrived", n), "≤ 100 ms", res("switchboard"), res("bare"), res("gqlgen"), "", rs, verdict(v <= float64(100*time.Millisecond), true))
+		row(fmt.Sprintf("resume over a websocket: subscribe → %.0fth replayed event arrived", n), "≤ 100 ms", res("switchboard"), res("bare"), res("gqlgen"), "", rs, verdict(v <= float64(100*time.Millisecond), n >= 10000)) // the target is for 10,000
 	}
 	row("resume in process: replay 10,000 events", "≤ 100 ms", "go test -bench BenchmarkReplay10000 ./fanout", "", "", "", "", "see BENCHMARKS.md")
 	var missing []string
