@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -225,5 +226,67 @@ func TestPercentile(t *testing.T) {
 	}
 	if percentile(nil, 0.5) != 0 {
 		t.Error("percentile of nothing")
+	}
+}
+
+// Every row of the table has the header's columns; the Yoga cell names
+// its size when it differs; a resume smaller than the target's 10,000
+// events gets no verdict.
+func TestTableColumns(t *testing.T) {
+	tab := &table{o: &options{integrations: 20, churnCycles: 10}}
+	for _, s := range []string{"fanout", "idle"} {
+		for _, server := range []string{"switchboard", "bare", "gqlgen", "yoga"} {
+			n := 10000
+			if server == "yoga" {
+				n = 5000
+			}
+			r := &fanoutResult{sockets: n, subs: n, rssPerSocket: 20 << 10, goroutinesPerSock: 1, p50: time.Millisecond, p99: 2 * time.Millisecond, max: 3 * time.Millisecond, latencyDeliveries: n, deliveriesPerSec: 1000}
+			if server == "yoga" {
+				r.goroutinesPerSock = math.NaN()
+			}
+			tab.addFanout(s, server, r)
+		}
+	}
+	for _, server := range []string{"switchboard", "bare", "gqlgen"} {
+		tab.addResume(server, &resumeResult{events: 1000, total: 50 * time.Millisecond, first: time.Millisecond, min: 40 * time.Millisecond, max: 60 * time.Millisecond, resumes: 3})
+	}
+	tab.note("GraphQL Yoga column skipped: test")
+	var out strings.Builder
+	tab.print(&out)
+	var cols int
+	seen := map[string]bool{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if !strings.HasPrefix(line, "|") {
+			continue
+		}
+		for _, p := range []string{"| sustained", "| one status", "| idle", "| resume over"} {
+			if strings.HasPrefix(line, p) {
+				seen[p] = true
+			}
+		}
+		if cols == 0 {
+			cols = strings.Count(line, "|")
+		}
+		if strings.Count(line, "|") != cols {
+			t.Errorf("%d columns, want %d: %s", strings.Count(line, "|")-1, cols-1, line)
+		}
+		if strings.HasPrefix(line, "| sustained") && !strings.Contains(line, "1000/s (5000 sockets, 5000 subscriptions)") {
+			t.Errorf("the Yoga cell does not name its size: %s", line)
+		}
+		if strings.HasPrefix(line, "| idle") && (!strings.Contains(line, "one JS thread") || !strings.Contains(line, "Yoga 1.00×")) {
+			t.Errorf("idle row: %s", line)
+		}
+		if strings.HasPrefix(line, "| resume over") && !strings.HasSuffix(line, "| — |") {
+			t.Errorf("a 1,000-event resume got a verdict: %s", line)
+		}
+	}
+	if cols != 10 {
+		t.Errorf("header has %d columns; want 9", cols-1)
+	}
+	if len(seen) != 4 {
+		t.Errorf("rows found: %v; want sustained, one status, idle, resume over:\n%s", seen, out.String())
+	}
+	if !strings.Contains(out.String(), "GraphQL Yoga column skipped: test") {
+		t.Error("the skip note is missing")
 	}
 }
