@@ -7,9 +7,11 @@ package main
 //
 //	bare    gorilla websockets, acks every socket, writes one pre-serialized
 //	        `next` message per subscription from one goroutine per CPU; no
-//	        GraphQL at all
+//	        GraphQL at all; replays its last 10,000 events, pre-serialized,
+//	        to a subscribe with variables.after (the resume scenario)
 //	gqlgen  stock gqlgen: handler.New, its default websocket transport
-//	        (coder/websocket), a channel per subscriber (stockgql/)
+//	        (coder/websocket), a channel per subscriber (stockgql/), the
+//	        last 10,000 events kept in memory for afterRevision
 //	list    plain net/http handler serving the gateway's integrations
 //	        response from memory
 //	batch   plain net/http JSON handler doing one bbolt DB.Batch write per
@@ -99,14 +101,18 @@ type bare struct {
 	mu     sync.Mutex
 	conns  map[*bareConn]struct{}
 	rev    int
-	events chan int
+	events chan []byte // each event's payload, {"data":…}
+	// history is the payloads of revisions rev-len(history)+1 … rev; the
+	// last stockgql.Retained are replayed to a subscribe with
+	// variables.after, pre-serialized like live events.
+	history [][]byte
 }
 
 func newBare() *bare {
 	b := &bare{
 		up:     websocket.Upgrader{Subprotocols: []string{"graphql-transport-ws"}, CheckOrigin: func(*http.Request) bool { return true }},
 		conns:  map[*bareConn]struct{}{},
-		events: make(chan int, 1024),
+		events: make(chan []byte, 1024),
 	}
 	go b.dispatch()
 	return b
@@ -127,7 +133,14 @@ func (b *bare) serveWS(w http.ResponseWriter, r *http.Request) {
 		c.Close()
 	}()
 	for {
-		var m struct{ ID, Type string }
+		var m struct {
+			ID, Type string
+			Payload  struct {
+				Variables struct {
+					After *string
+				}
+			}
+		}
 		if err := c.ReadJSON(&m); err != nil {
 			return
 		}
@@ -139,6 +152,9 @@ func (b *bare) serveWS(w http.ResponseWriter, r *http.Request) {
 			b.mu.Unlock()
 		case "subscribe":
 			b.mu.Lock()
+			if after := m.Payload.Variables.After; after != nil {
+				err = b.replay(c, m.ID, *after)
+			}
 			bc.ids = append(bc.ids, m.ID)
 			b.mu.Unlock()
 		case "ping":
@@ -156,23 +172,48 @@ func (b *bare) publish(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	b.rev++
 	rev := b.rev
+	at := time.Now().UTC().Format(time.RFC3339Nano)
+	payload := fmt.Appendf(nil, `{"data":{"integrationEvents":{"revision":"%d","at":%q,"kind":"CONFIGURED","integration":{"id":"int_0123456789abcdef","status":"CONNECTED","badge":{"label":"Connected","tone":"SUCCESS"}}}}}`, rev, at)
+	if len(b.history) == 2*stockgql.Retained { // amortized: drop the older half at once
+		b.history = append(b.history[:0], b.history[stockgql.Retained:]...)
+	}
+	b.history = append(b.history, payload)
 	b.mu.Unlock()
-	b.events <- rev
+	b.events <- payload
 	fmt.Fprintf(w, `{"revision":"%d"}`, rev)
+}
+
+// replay writes the retained events after revision after to c, one next
+// message each, with b.mu held so no live event comes between.
+func (b *bare) replay(c *websocket.Conn, id, after string) error {
+	a, err := strconv.Atoi(after)
+	kept := b.history[max(0, len(b.history)-stockgql.Retained):]
+	first := b.rev - len(kept) + 1
+	if err != nil || a < first-1 || a > b.rev {
+		return c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"id":%q,"type":"error","payload":[{"message":"afterRevision %s is not retained"}]}`, id, after))
+	}
+	prefix := fmt.Appendf(nil, `{"id":%q,"type":"next","payload":`, id)
+	var buf []byte
+	for _, p := range kept[a-first+1:] {
+		buf = append(append(append(buf[:0], prefix...), p...), '}')
+		if err := c.WriteMessage(websocket.TextMessage, buf); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // dispatch writes each event to every subscription, one event at a time,
 // from one goroutine per CPU. The message for an id is serialized once.
 func (b *bare) dispatch() {
-	for rev := range b.events {
-		at := time.Now().UTC().Format(time.RFC3339Nano)
+	for payload := range b.events {
 		prepared := map[string]*websocket.PreparedMessage{}
 		msg := func(id string) *websocket.PreparedMessage {
 			if p := prepared[id]; p != nil {
 				return p
 			}
-			data := fmt.Sprintf(`{"id":%q,"type":"next","payload":{"data":{"integrationEvents":{"revision":"%d","at":%q,"kind":"CONFIGURED","integration":{"id":"int_0123456789abcdef","status":"CONNECTED","badge":{"label":"Connected","tone":"SUCCESS"}}}}}}`, id, rev, at)
-			p, _ := websocket.NewPreparedMessage(websocket.TextMessage, []byte(data))
+			data := append(append(fmt.Appendf(nil, `{"id":%q,"type":"next","payload":`, id), payload...), '}')
+			p, _ := websocket.NewPreparedMessage(websocket.TextMessage, data)
 			prepared[id] = p
 			return p
 		}

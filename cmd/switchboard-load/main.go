@@ -10,7 +10,11 @@
 // idle (RSS and goroutines per idle socket), scale (many subscriptions
 // per socket), mutations (durable configureIntegration), query (the
 // integrations list over HTTP), churn (connect/subscribe/disconnect
-// cycles), all. Traffic goes to 127.0.0.1 only; every scenario stops by
+// cycles), resume (a subscriber resuming 10,000 events back, over a
+// websocket), all. The baselines are the bare-write server, stock gqlgen
+// and plain net/http handlers (subcommands of this binary) and GraphQL
+// Yoga with graphql-ws on Node (yoga/, when node and its packages are
+// there). Traffic goes to 127.0.0.1 only; every scenario stops by
 // itself after a count or a time limit.
 package main
 
@@ -43,6 +47,11 @@ type options struct {
 	churnCycles                        int
 	integrations                       int
 	peers                              string
+	yogaSubscribers                    int
+	yogaDir                            string
+	yoga                               yogaPeer
+	resumeEvents, resumeRuns           int
+	resumeClients                      int
 
 	targetURL, token string
 	targetPID        int
@@ -66,7 +75,7 @@ func (o *options) logf(format string, args ...any) {
 	}
 }
 
-var allScenarios = []string{"fanout", "idle", "scale", "mutations", "query", "churn"}
+var allScenarios = []string{"fanout", "idle", "scale", "mutations", "query", "churn", "resume"}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "baseline" {
@@ -108,7 +117,12 @@ func run(args []string) error {
 	fs.IntVar(&o.dataLarge, "data-large", 1000000, "datasize: integrations in the large file (10 per workspace)")
 	fs.IntVar(&o.churnCycles, "cycles", 10000, "churn: connect/subscribe/disconnect cycles")
 	fs.IntVar(&o.integrations, "integrations", 20, "integrations in the workspace (the sandbox and custom providers served by it)")
-	fs.StringVar(&o.peers, "peers", "bare,gqlgen", "fan-out baselines to run next to the gateway (bare, gqlgen)")
+	fs.StringVar(&o.peers, "peers", "bare,gqlgen,yoga", "fan-out baselines to run next to the gateway (bare, gqlgen, yoga)")
+	fs.IntVar(&o.yogaSubscribers, "yoga-subscribers", 5000, "fanout, idle: sockets of the GraphQL Yoga peer (one Node thread), at most the scenario's own")
+	fs.StringVar(&o.yogaDir, "yoga-dir", "", "folder of the GraphQL Yoga peer (default: cmd/switchboard-load/yoga of the module)")
+	fs.IntVar(&o.resumeEvents, "resume-events", 10000, "resume: events replayed to each resuming subscriber (the gateway keeps 10,000 per workspace)")
+	fs.IntVar(&o.resumeRuns, "resume-runs", 5, "resume: resumes measured per server; the table shows their median")
+	fs.IntVar(&o.resumeClients, "resume-clients", 64, "resume: concurrent clients committing the events first")
 	fs.StringVar(&o.targetURL, "target", "", "load a running gateway at this URL instead of starting one")
 	fs.StringVar(&o.token, "token", "", "with -target: an admin API token of the workspace")
 	fs.IntVar(&o.targetPID, "target-pid", 0, "with -target: the gateway's process id, for RSS")
@@ -252,14 +266,23 @@ func runScenario(ctx context.Context, o *options, tab *table, scenario string) e
 				ev = 0
 			}
 			for _, name := range append([]string{"switchboard"}, peers...) {
-				if scenario == "scale" && name == "gqlgen" {
+				if scenario == "scale" && name != "switchboard" && name != "bare" {
 					continue // the target compares with the bare-write baseline only
+				}
+				n := sockets
+				if name == "yoga" {
+					// One Node thread: the issue measured it at 5,000.
+					n = min(sockets, o.yogaSubscribers)
+					if y := prepareYoga(o); y.skip != "" {
+						tab.note("GraphQL Yoga column skipped: " + y.skip)
+						continue
+					}
 				}
 				t, err := startTarget(ctx, o, name)
 				if err != nil {
 					return err
 				}
-				r, err := runFanout(ctx, o, t, sockets, per, lat, ev)
+				r, err := runFanout(ctx, o, t, n, per, lat, ev)
 				t.stop()
 				if err != nil {
 					return err
@@ -288,6 +311,17 @@ func runScenario(ctx context.Context, o *options, tab *table, scenario string) e
 				return err
 			}
 			tab.addDatasize(r)
+		case "resume":
+			for _, name := range []string{"switchboard", "bare", "gqlgen"} {
+				if name != "switchboard" && !contains(peers, name) {
+					continue
+				}
+				r, err := runResume(ctx, o, name)
+				if err != nil {
+					return err
+				}
+				tab.addResume(name, r)
+			}
 		case "churn":
 			for _, name := range []string{"switchboard", "gqlgen"} {
 				if name == "gqlgen" && !contains(peers, "gqlgen") {
@@ -316,6 +350,9 @@ func startTarget(ctx context.Context, o *options, name string) (*target, error) 
 			return nil, err
 		}
 		return g.target, nil
+	}
+	if name == "yoga" {
+		return startYoga(o, prepareYoga(o))
 	}
 	return startBaseline(ctx, o, name)
 }

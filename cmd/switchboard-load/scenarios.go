@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -76,7 +77,9 @@ func runFanout(ctx context.Context, o *options, t *target, sockets, perSocket, l
 	if rss1, err := t.rss(); err == nil && rss0 > 0 {
 		r.rssPerSocket = float64(rss1-rss0) / float64(sockets)
 	}
-	if gor1, _, err := t.gauges(ctx); err == nil {
+	if t.noGoroutines {
+		r.goroutinesPerSock = math.NaN()
+	} else if gor1, _, err := t.gauges(ctx); err == nil {
 		r.goroutinesPerSock = (gor1 - gor0) / float64(sockets)
 	}
 	live := want - r.missing
@@ -109,7 +112,7 @@ func runFanout(ctx context.Context, o *options, t *target, sockets, perSocket, l
 
 	if throughputEvents == 0 {
 		r.failed = p.failed.Load()
-		o.logf("%s: %d subscriptions: %.1f KiB and %.2f goroutines per idle socket", t.name, r.subs, r.rssPerSocket/1024, r.goroutinesPerSock)
+		o.logf("%s: %d subscriptions: %.1f KiB and %s goroutines per idle socket", t.name, r.subs, r.rssPerSocket/1024, perSock(r.goroutinesPerSock))
 		return r, nil
 	}
 	// Sustained: throughputEvents back to back.
@@ -139,9 +142,17 @@ func runFanout(ctx context.Context, o *options, t *target, sockets, perSocket, l
 	elapsed := time.Unix(0, p.lastRecv.Load()).Sub(t0)
 	r.deliveriesPerSec = float64(got) / elapsed.Seconds()
 	r.failed = p.failed.Load()
-	o.logf("%s: %d subscriptions: publish answered in %s (median); p50 %s p99 %s max %s; %.0f deliveries/s; %.1f KiB and %.2f goroutines per idle socket",
-		t.name, r.subs, r.ack, r.p50, r.p99, r.max, r.deliveriesPerSec, r.rssPerSocket/1024, r.goroutinesPerSock)
+	o.logf("%s: %d subscriptions: publish answered in %s (median); p50 %s p99 %s max %s; %.0f deliveries/s; %.1f KiB and %s goroutines per idle socket",
+		t.name, r.subs, r.ack, r.p50, r.p99, r.max, r.deliveriesPerSec, r.rssPerSocket/1024, perSock(r.goroutinesPerSock))
 	return r, nil
+}
+
+// perSock formats goroutines per socket; NaN (the Node peer) has none.
+func perSock(g float64) string {
+	if math.IsNaN(g) {
+		return "no"
+	}
+	return fmt.Sprintf("%.2f", g)
 }
 
 // rateResult is a closed-loop HTTP run: concurrency clients, each sending

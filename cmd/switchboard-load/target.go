@@ -26,6 +26,8 @@ type target struct {
 	// an event with an "at" timestamp stamped when it was committed or
 	// published.
 	subscription string
+	// noGoroutines: its /metrics has no go_goroutines (the Node peer).
+	noGoroutines bool
 	// publish makes the server emit one event to every subscriber.
 	publish func(ctx context.Context, hc *http.Client) error
 }

@@ -63,7 +63,7 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
-		IntegrationEvents func(childComplexity int) int
+		IntegrationEvents func(childComplexity int, afterRevision *string) int
 	}
 }
 
@@ -78,7 +78,7 @@ type QueryResolver interface {
 	Ping(ctx context.Context) (bool, error)
 }
 type SubscriptionResolver interface {
-	IntegrationEvents(ctx context.Context) (<-chan *Event, error)
+	IntegrationEvents(ctx context.Context, afterRevision *string) (<-chan *Event, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -180,7 +180,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			break
 		}
 
-		return e.ComplexityRoot.Subscription.IntegrationEvents(childComplexity), true
+		args, err := ec.field_Subscription_integrationEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.IntegrationEvents(childComplexity, args["afterRevision"].(*string)), true
 
 	}
 	return 0, false
@@ -479,6 +484,20 @@ func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs
 		return nil, err
 	}
 	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_integrationEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "afterRevision",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["afterRevision"] = arg0
 	return args, nil
 }
 
@@ -933,7 +952,8 @@ func (ec *executionContext) _Subscription_integrationEvents(ctx context.Context,
 			return ec.fieldContext_Subscription_integrationEvents(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Subscription().IntegrationEvents(ctx)
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().IntegrationEvents(ctx, fc.Args["afterRevision"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *Event) graphql.Marshaler {
@@ -943,7 +963,7 @@ func (ec *executionContext) _Subscription_integrationEvents(ctx context.Context,
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_Subscription_integrationEvents(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+func (ec *executionContext) fieldContext_Subscription_integrationEvents(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "Subscription",
 		Field:      field,
@@ -952,6 +972,17 @@ func (ec *executionContext) fieldContext_Subscription_integrationEvents(_ contex
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Event(ctx, field)
 		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_integrationEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }

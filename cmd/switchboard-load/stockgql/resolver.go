@@ -7,6 +7,7 @@ package stockgql
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -26,11 +27,16 @@ func Handler() http.Handler {
 	return srv
 }
 
-// Resolver keeps the subscribers' channels.
+// Retained is how many events the baseline keeps for resuming
+// subscribers, as many as the gateway keeps per workspace by default.
+const Retained = 10000
+
+// Resolver keeps the subscribers' channels and the latest Retained events.
 type Resolver struct {
-	mu   sync.Mutex
-	rev  int
-	subs map[*chan *Event]struct{}
+	mu      sync.Mutex
+	rev     int
+	subs    map[*chan *Event]struct{}
+	history []*Event // oldest first, revisions rev-len(history)+1 … rev; the last Retained are served
 }
 
 func (r *Resolver) Mutation() MutationResolver         { return r }
@@ -49,6 +55,10 @@ func (r *Resolver) Publish(ctx context.Context, kind string) (*Event, error) {
 		Revision: strconv.Itoa(r.rev), At: time.Now().UTC().Format(time.RFC3339Nano), Kind: kind,
 		Integration: &Card{ID: "int_baseline", Status: "CONNECTED", Badge: &Badge{Label: "Connected", Tone: "SUCCESS"}},
 	}
+	if len(r.history) == 2*Retained { // amortized: drop the older half at once
+		r.history = append(r.history[:0], r.history[Retained:]...)
+	}
+	r.history = append(r.history, ev)
 	for ch := range r.subs {
 		select {
 		case *ch <- ev:
@@ -58,9 +68,31 @@ func (r *Resolver) Publish(ctx context.Context, kind string) (*Event, error) {
 	return ev, nil
 }
 
-func (r *Resolver) IntegrationEvents(ctx context.Context) (<-chan *Event, error) {
-	ch := make(chan *Event, 64)
+// IntegrationEvents subscribes; with afterRevision, the retained events
+// after it are queued first, in the same critical section that registers
+// the channel (sized to hold them), so replay and live meet without a gap
+// or a duplicate.
+func (r *Resolver) IntegrationEvents(ctx context.Context, afterRevision *string) (<-chan *Event, error) {
 	r.mu.Lock()
+	var replay []*Event
+	if afterRevision != nil {
+		after, err := strconv.Atoi(*afterRevision)
+		if err != nil || after < 0 || after > r.rev {
+			r.mu.Unlock()
+			return nil, fmt.Errorf("afterRevision %q: not a revision of this server", *afterRevision)
+		}
+		kept := r.history[max(0, len(r.history)-Retained):]
+		first := r.rev - len(kept) + 1 // oldest retained
+		if after < first-1 {
+			r.mu.Unlock()
+			return nil, fmt.Errorf("afterRevision %s is older than the %d retained events", *afterRevision, len(kept))
+		}
+		replay = kept[after-first+1:]
+	}
+	ch := make(chan *Event, 64+len(replay))
+	for _, ev := range replay {
+		ch <- ev
+	}
 	r.subs[&ch] = struct{}{}
 	r.mu.Unlock()
 	go func() {
