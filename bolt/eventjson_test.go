@@ -1,0 +1,167 @@
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/bont/switchboard/switchboard"
+)
+
+// The changelog's event bytes are exactly json.Marshal's, whatever the
+// strings hold, so splicing the integration's bytes changes nothing on
+// disk.
+func TestAppendEventIsJSONMarshal(t *testing.T) {
+	strs := []string{"", "ws1", "CONFIGURED", `quo"te`, `back\slash`, "<b>&amp;</b>", "tab\tnew\nline\x00", "caf\u00e9 \u2028\u2029", "bad \xff\xfe utf-8", "\x7f del", "emoji \U0001F600"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	pick := func() string { return strs[rng.IntN(len(strs))] }
+	times := []time.Time{
+		time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC),
+		time.Date(2026, 11, 27, 6, 0, 0, 123456789, time.UTC),
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Now().UTC(),
+	}
+	for i := range 500 {
+		in := &switchboard.Integration{ID: pick(), WorkspaceID: pick(), ProviderID: pick(), StatusMessage: pick(),
+			SettingValues: map[string]string{pick(): pick()}, Revision: uint64(i)}
+		ev := &switchboard.Event{Revision: uint64(i) * 7919, At: times[i%len(times)], WorkspaceID: pick(), Kind: switchboard.EventKind(pick()), Integration: in}
+		switch i % 3 {
+		case 1:
+			st := switchboard.Status(pick())
+			ev.PreviousStatus = &st
+		case 2:
+			ev.Integration = nil
+		}
+		want, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := json.Marshal(ev.Integration)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendEvent([]byte("prefix"), ev, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got[len("prefix"):], want) {
+			t.Fatalf("event %d:\n got %s\nwant %s", i, got[len("prefix"):], want)
+		}
+	}
+	// What json.Marshal refuses is refused.
+	ev := &switchboard.Event{At: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if _, err := appendEvent(nil, ev, nil); err == nil {
+		t.Fatal("year 10000 encoded")
+	}
+}
+
+// The event a commit stores decodes to the event it returns.
+func TestStoredEventDecodesToTheReturnedOne(t *testing.T) {
+	s := mustOpen(t)
+	mustCommit(t, s, createChange("ws", "i", "hubspot"))
+	ev := mustCommit(t, s, updateChange("ws", "i", switchboard.EventConfigured, func(in *switchboard.Integration) {
+		in.SettingValues = map[string]string{"k": "<v&>"}
+		in.StatusMessage = "caf\u00e9"
+	}))
+	evs, err := s.EventsAfter(context.Background(), "ws", ev.Revision-1, 0)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("EventsAfter = %v, %v", evs, err)
+	}
+	want, _ := json.Marshal(ev)
+	var stored []byte
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		stored = bytes.Clone(wsBucket(tx, "ws").Bucket(bChangelog).Get(u64bytes(ev.Revision)))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(stored, want) {
+		t.Fatalf("stored %s\nwant %s", stored, want)
+	}
+	if !reflect.DeepEqual(evs[0], ev) {
+		t.Fatalf("read back %#v\nwant %#v", evs[0], ev)
+	}
+}
+
+// Apply gets a private copy and may return it; a value it returns that it
+// keeps elsewhere is copied, so changing it later changes nothing stored
+// or returned.
+func TestApplyResultIsOwnedByTheStore(t *testing.T) {
+	s := mustOpen(t)
+	mustCommit(t, s, createChange("ws", "i", "hubspot"))
+	kept := &switchboard.Integration{ID: "i", WorkspaceID: "ws", ProviderID: "hubspot", Status: switchboard.StatusConnected,
+		SettingValues: map[string]string{"k": "1"}}
+	ev := mustCommit(t, s, switchboard.Change{WorkspaceID: "ws", IntegrationID: "i",
+		Apply: func(*switchboard.Integration) (*switchboard.Integration, switchboard.EventKind, error) {
+			return kept, switchboard.EventConfigured, nil
+		}})
+	if ev.Integration == kept {
+		t.Fatal("the event holds Apply's own value")
+	}
+	kept.SettingValues["k"] = "changed"
+	got, err := s.FindIntegrationByID(context.Background(), "ws", "i")
+	if err != nil || got.SettingValues["k"] != "1" || ev.Integration.SettingValues["k"] != "1" {
+		t.Fatalf("after changing Apply's value: stored %+v, event %+v, %v", got, ev.Integration, err)
+	}
+	// The copy Apply is given is its own: changing it after the commit
+	// changes nothing either.
+	var given *switchboard.Integration
+	ev = mustCommit(t, s, updateChange("ws", "i", switchboard.EventConfigured, func(in *switchboard.Integration) {
+		in.SettingValues = map[string]string{"k": "2"}
+		given = in
+	}))
+	given.SettingValues["k"] = "changed"
+	// The event's integration is the value Apply returned; the stored
+	// one and the next read are not.
+	got, err = s.FindIntegrationByID(context.Background(), "ws", "i")
+	if err != nil || got.SettingValues["k"] != "2" {
+		t.Fatalf("after changing Apply's input: stored %+v, %v", got, err)
+	}
+}
+
+// A reader that sees the committed bytes while a batch writes newer ones
+// and the batch's next commit reading those newer bytes both find their
+// version decoded; an older read never replaces a newer committed one.
+func TestDecodedCacheKeepsWrittenAndCommitted(t *testing.T) {
+	var c decodedCache
+	enc := func(rev uint64) []byte {
+		b, _ := json.Marshal(&switchboard.Integration{ID: "i", Revision: rev})
+		return b
+	}
+	const key = "w\x00i"
+	v1 := c.wrote(key, enc(1), &switchboard.Integration{ID: "i", Revision: 1})
+	c.committed(key, v1)
+	c.wrote(key, enc(2), &switchboard.Integration{ID: "i", Revision: 2}) // in a batch, not yet durable
+	for _, rev := range []uint64{1, 2, 1, 2} {
+		c.mu.Lock()
+		e := c.m[key]
+		c.mu.Unlock()
+		if !bytes.Equal(e.written.raw, enc(2)) || !bytes.Equal(e.read.raw, enc(1)) {
+			t.Fatalf("entry = written %s, read %s", e.written.raw, e.read.raw)
+		}
+		in, err := c.integration(key, enc(rev))
+		if err != nil || in.Revision != rev {
+			t.Fatalf("read rev %d = %+v, %v", rev, in, err)
+		}
+	}
+	v3 := c.wrote(key, enc(3), &switchboard.Integration{ID: "i", Revision: 3})
+	c.committed(key, v3)
+	// A read transaction that began before revision 3 committed decodes
+	// revision 1, and must not put it back.
+	if _, err := c.integration(key, enc(1)); err != nil {
+		t.Fatal(err)
+	}
+	c.committed(key, v1)
+	c.mu.Lock()
+	e := c.m[key]
+	c.mu.Unlock()
+	if !bytes.Equal(e.read.raw, enc(3)) {
+		t.Fatalf("committed version = %s; want revision 3", e.read.raw)
+	}
+}
