@@ -71,17 +71,15 @@ func (c *decodedCache) integration(key string, raw []byte) (*switchboard.Integra
 	if err := json.Unmarshal(raw, in); err != nil {
 		return nil, err
 	}
-	c.update(key, func(e *decodedEntry) {
-		// A reader that started before a commit must not replace
-		// what that commit recorded with the older bytes it saw.
-		if in.Revision >= e.read.rev() {
-			e.read = decodedVersion{raw: bytes.Clone(raw), in: copyIntegration(in)}
-		}
-	})
+	// A reader that started before a commit must not replace what that
+	// commit recorded with the older bytes it saw.
+	c.put(key, decodedVersion{raw: bytes.Clone(raw), in: copyIntegration(in)}, false)
 	return in, nil
 }
 
-func (c *decodedCache) update(key string, f func(*decodedEntry)) {
+// put records v as key's written version or, unless a newer one is
+// known, as its read version.
+func (c *decodedCache) put(key string, v decodedVersion, written bool) {
 	c.mu.Lock()
 	if c.m == nil {
 		c.m = make(map[string]decodedEntry)
@@ -96,7 +94,12 @@ func (c *decodedCache) update(key string, f func(*decodedEntry)) {
 			}
 		}
 	}
-	f(&e)
+	switch {
+	case written:
+		e.written = v
+	case v.rev() >= e.read.rev():
+		e.read = v
+	}
 	c.m[key] = e
 	c.mu.Unlock()
 }
@@ -126,7 +129,7 @@ func (c *decodedCache) wrote(key string, raw []byte, in *switchboard.Integration
 		return decodedVersion{}
 	}
 	dv := decodedVersion{raw: raw, in: v}
-	c.update(key, func(e *decodedEntry) { e.written = dv })
+	c.put(key, dv, true)
 	return dv
 }
 
@@ -136,11 +139,7 @@ func (c *decodedCache) committed(key string, v decodedVersion) {
 	if v.in == nil {
 		return
 	}
-	c.update(key, func(e *decodedEntry) {
-		if v.rev() > e.read.rev() {
-			e.read = v
-		}
-	})
+	c.put(key, v, false)
 }
 
 // canonical turns v's times to UTC without monotonic readings and reports

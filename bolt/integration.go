@@ -125,8 +125,25 @@ func (s *Store) Commit(ctx context.Context, c switchboard.Change) (*switchboard.
 		c.Teardown.ID = r.jobID
 	}
 	s.decoded.committed(key, r.written)
+	if _, ok := s.wsComplete.Load(c.WorkspaceID); !ok {
+		s.wsComplete.Store(c.WorkspaceID, struct{}{})
+	}
 	s.bumpVersion(c.WorkspaceID)
 	return r.ev, nil
+}
+
+// commitWSBucket is createWSBucket for commits. Once a commit to a
+// workspace is durable, its bucket and every sub-bucket exist for good
+// (nothing deletes a workspace's bucket, and what deletes a sub-bucket
+// creates it again in the same transaction), so later commits only look
+// the workspace's bucket up instead of creating each sub-bucket if needed.
+func (s *Store) commitWSBucket(tx *bbolt.Tx, workspaceID string) (*bbolt.Bucket, error) {
+	if _, ok := s.wsComplete.Load(workspaceID); ok {
+		if ws := wsBucket(tx, workspaceID); ws != nil {
+			return ws, nil
+		}
+	}
+	return createWSBucket(tx, workspaceID)
 }
 
 // commitResult is what one run of Commit's transaction produced.
@@ -148,7 +165,7 @@ const errNoApply = constError("Change.Apply is nil")
 // key is decodedKey(c.WorkspaceID, c.IntegrationID).
 func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change, key string) (commitResult, error) {
 	now := s.now()
-	ws, err := createWSBucket(tx, c.WorkspaceID)
+	ws, err := s.commitWSBucket(tx, c.WorkspaceID)
 	if err != nil {
 		return commitResult{}, err
 	}
