@@ -57,3 +57,31 @@ func appendJSONString(b []byte, s string) []byte {
 	b = append(b, s...)
 	return append(b, '"')
 }
+
+// appendAuditEntry appends the JSON of a to b, byte for byte what
+// json.Marshal(a) gives.
+func appendAuditEntry(b []byte, a *switchboard.AuditEntry) ([]byte, error) {
+	b = append(b, `{"Seq":`...)
+	b = strconv.AppendUint(b, a.Seq, 10)
+	b = append(b, `,"WorkspaceID":`...)
+	b = appendJSONString(b, a.WorkspaceID)
+	b = append(b, `,"At":"`...)
+	b, err := a.At.AppendText(b)
+	if err != nil {
+		_, err = json.Marshal(a)
+		return nil, err
+	}
+	b = append(b, `","UserID":`...)
+	b = appendJSONString(b, a.UserID)
+	b = append(b, `,"TokenID":`...)
+	b = appendJSONString(b, a.TokenID)
+	b = append(b, `,"Role":`...)
+	b = appendJSONString(b, string(a.Role))
+	b = append(b, `,"Action":`...)
+	b = appendJSONString(b, a.Action)
+	b = append(b, `,"Target":`...)
+	b = appendJSONString(b, a.Target)
+	b = append(b, `,"Detail":`...)
+	b = appendJSONString(b, a.Detail)
+	return append(b, '}'), nil
+}

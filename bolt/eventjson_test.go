@@ -165,3 +165,25 @@ func TestDecodedCacheKeepsWrittenAndCommitted(t *testing.T) {
 		t.Fatalf("committed version = %s; want revision 3", e.read.raw)
 	}
 }
+
+// Audit entries too are stored exactly as json.Marshal writes them.
+func TestAppendAuditEntryIsJSONMarshal(t *testing.T) {
+	strs := []string{"", "ws1", "usr_1", "ADMIN", `quo"te`, "<b>&amp;</b>", "tab\tnew\nline\x00", "caf\u00e9 \u2028", "bad \xff utf-8", "settings sync_interval_minutes, revision 12"}
+	rng := rand.New(rand.NewPCG(3, 4))
+	pick := func() string { return strs[rng.IntN(len(strs))] }
+	for i := range 300 {
+		a := &switchboard.AuditEntry{Seq: uint64(i) * 31, WorkspaceID: pick(), At: time.Date(2026, 11, 27, 6, 0, i, i*1001, time.UTC),
+			UserID: pick(), TokenID: pick(), Role: switchboard.Role(pick()), Action: pick(), Target: pick(), Detail: pick()}
+		want, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendAuditEntry(nil, a)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("entry %d:\n got %s, %v\nwant %s", i, got, err, want)
+		}
+	}
+	if _, err := appendAuditEntry(nil, &switchboard.AuditEntry{At: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)}); err == nil {
+		t.Fatal("year -1 encoded")
+	}
+}

@@ -51,6 +51,10 @@ type Service struct {
 	// and status change from commit.
 	refresher *Refresher
 
+	// identities remembers what never changes about integrations seen
+	// (identity.go).
+	identities identities
+
 	kick     chan struct{}
 	kickOnce sync.Once
 	bg       sync.WaitGroup
@@ -762,16 +766,21 @@ type ConfigureInput struct {
 // stores them. Keys not given keep their values. With ExpectedRevision it
 // fails with ECONFLICT if the integration changed since.
 func (s *Service) Configure(ctx context.Context, in ConfigureInput) (*Integration, error) {
-	p, cur, err := s.manageable(ctx, in.ID)
+	// Who may configure depends only on what never changes about the
+	// integration (identity.go), so it is checked without a read of the
+	// store once the integration has been seen.
+	p, providerID, err := s.manageableID(ctx, in.ID)
 	if err != nil {
 		return nil, err
 	}
-	pv, err := s.Provider(cur.ProviderID)
+	pv, err := s.Provider(providerID)
 	if err != nil {
 		return nil, err
 	}
-	// Validate before the transaction so a bad key fails without a write.
-	if _, err := pv.ApplySettings(cur.SettingValues, in.Settings); err != nil {
+	// Validate before the transaction so a bad key fails without a write
+	// (and without a batch rolled back for it). Whether the input is
+	// valid does not depend on the current values.
+	if _, err := pv.ApplySettings(nil, in.Settings); err != nil {
 		return nil, err
 	}
 	ev, err := s.commit(ctx, Change{
