@@ -187,3 +187,94 @@ func TestAppendAuditEntryIsJSONMarshal(t *testing.T) {
 		t.Fatal("year -1 encoded")
 	}
 }
+
+// The encoders know the domain types' fields; a field added to one of
+// them must be taught to appendIntegration, appendEvent or
+// appendAuditEntry (until then they fall back to json.Marshal).
+func TestEncodersKnowTheLayout(t *testing.T) {
+	for typ, want := range knownLayouts {
+		if got := layout(typ); got != want {
+			t.Errorf("%s is now\n  %s\nnot\n  %s\nteach bolt/eventjson.go the change", typ, got, want)
+		}
+	}
+}
+
+// Integrations are stored exactly as json.Marshal writes them.
+func TestAppendIntegrationIsJSONMarshal(t *testing.T) {
+	strs := []string{"", "int_1", "ws1", "sandbox", "CRM", "CONNECTED", `quo"te`, "<b>&amp;</b>", "tab\tnew\nline\x00", "caf\u00e9 \u2028\u2029", "bad \xff utf-8", "emoji \U0001F600"}
+	rng := rand.New(rand.NewPCG(5, 6))
+	pick := func() string { return strs[rng.IntN(len(strs))] }
+	berlin := time.FixedZone("CET", 3600)
+	tm := func() time.Time {
+		switch rng.IntN(4) {
+		case 0:
+			return time.Time{}
+		case 1:
+			return time.Now()
+		case 2:
+			return time.Date(2026, 11, 27, 6, 0, 0, rng.IntN(1e9), berlin)
+		}
+		return time.Date(2026, 11, 27, 6, 0, 0, rng.IntN(1e9), time.UTC)
+	}
+	tp := func() *time.Time {
+		if rng.IntN(3) == 0 {
+			return nil
+		}
+		x := tm()
+		return &x
+	}
+	strsOrNil := func() []string {
+		switch rng.IntN(3) {
+		case 0:
+			return nil
+		case 1:
+			return []string{}
+		}
+		out := make([]string, 1+rng.IntN(3))
+		for i := range out {
+			out[i] = pick()
+		}
+		return out
+	}
+	for i := range 2000 {
+		in := &switchboard.Integration{ID: pick(), WorkspaceID: pick(), ProviderID: pick(), Category: switchboard.Category(pick()),
+			OwnerUserID: pick(), Status: switchboard.Status(pick()), StatusReason: pick(), StatusMessage: pick(),
+			Generation: rng.Uint64(), GrantedScopes: strsOrNil(), MissingScopes: strsOrNil(), ConnectedAt: tp(), LastSyncedAt: tp(),
+			SyncCheckpoint: pick(), CreatedAt: tm(), UpdatedAt: tm(), Revision: rng.Uint64()}
+		if rng.IntN(2) == 0 {
+			in.Account = &switchboard.Account{ID: pick(), Name: pick(), Email: pick()}
+		}
+		switch rng.IntN(3) {
+		case 1:
+			in.AccountHistory = []switchboard.AccountPeriod{}
+		case 2:
+			for range 1 + rng.IntN(3) {
+				in.AccountHistory = append(in.AccountHistory, switchboard.AccountPeriod{Account: switchboard.Account{ID: pick(), Name: pick()}, From: tm(), Until: tp()})
+			}
+		}
+		switch rng.IntN(3) {
+		case 1:
+			in.SettingValues = map[string]string{}
+		case 2:
+			in.SettingValues = map[string]string{}
+			for range 1 + rng.IntN(5) {
+				in.SettingValues[pick()] = pick()
+			}
+		}
+		want, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendIntegration([]byte("x"), in)
+		if err != nil || !bytes.Equal(got[1:], want) {
+			t.Fatalf("integration %d:\n got %s, %v\nwant %s", i, got[1:], err, want)
+		}
+	}
+	// What json.Marshal refuses is refused, and nothing is appended.
+	bad := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, in := range []*switchboard.Integration{{CreatedAt: bad}, {ConnectedAt: &bad}, {AccountHistory: []switchboard.AccountPeriod{{From: bad}}}} {
+		if got, err := appendIntegration([]byte("x"), in); err == nil || string(got) != "x" {
+			t.Fatalf("year 10000: %q, %v", got, err)
+		}
+	}
+}

@@ -264,7 +264,7 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change, key string) (commitRe
 			return commitResult{}, err
 		}
 	}
-	raw, err := json.Marshal(next)
+	raw, err := encodeIntegration(next)
 	if err != nil {
 		return commitResult{}, err
 	}
