@@ -214,7 +214,9 @@ func (o Options) graphQLServer() *handler.Server {
 	}
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	// gqlgen's POST transport, without decoding the body a second time
+	// (post.go).
+	srv.AddTransport(postTransport{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	if o.Dev {
 		srv.Use(extension.Introspection{})

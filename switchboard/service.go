@@ -984,19 +984,21 @@ func (s *Service) CreateAPIToken(ctx context.Context, t *APIToken) (string, erro
 // Authenticate resolves a bearer token to a principal. Every failure is
 // EUNAUTHENTICATED with no hint of which part was wrong.
 func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, error) {
-	fail := Errorf(EUNAUTHENTICATED, "The API token is not valid. Send Authorization: Bearer <token> with a current token.")
+	fail := func() error {
+		return Errorf(EUNAUTHENTICATED, "The API token is not valid. Send Authorization: Bearer <token> with a current token.")
+	}
 	if !strings.HasPrefix(bearer, TokenPrefix) || len(bearer) > 200 {
-		return nil, fail
+		return nil, fail()
 	}
 	t, err := s.Store.FindAPITokenByHash(ctx, HashToken(bearer))
 	if ErrorCode(err) == ENOTFOUND {
-		return nil, fail
+		return nil, fail()
 	} else if err != nil {
 		return nil, fmt.Errorf("authenticate: %w", err)
 	}
 	now := s.now()
 	if t.RevokedAt != nil || (t.ExpiresAt != nil && !now.Before(*t.ExpiresAt)) {
-		return nil, fail
+		return nil, fail()
 	}
 	s.touch(ctx, t, now)
 	return &Principal{WorkspaceID: t.WorkspaceID, UserID: t.UserID, Role: t.Role, TokenID: t.ID, Scopes: t.Scopes, ExpiresAt: t.ExpiresAt}, nil
