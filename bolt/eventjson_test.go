@@ -109,16 +109,17 @@ func TestApplyResultIsOwnedByTheStore(t *testing.T) {
 	if err != nil || got.SettingValues["k"] != "1" || ev.Integration.SettingValues["k"] != "1" {
 		t.Fatalf("after changing Apply's value: stored %+v, event %+v, %v", got, ev.Integration, err)
 	}
-	// The copy Apply is given is its own: changing it after the commit
-	// changes nothing either.
+	// The copy Apply is given is its own: the event holds it (no second
+	// copy), and changing it after the commit changes nothing stored.
 	var given *switchboard.Integration
 	ev = mustCommit(t, s, updateChange("ws", "i", switchboard.EventConfigured, func(in *switchboard.Integration) {
 		in.SettingValues = map[string]string{"k": "2"}
 		given = in
 	}))
+	if ev.Integration != given {
+		t.Fatal("the event holds a copy of the value Apply returned")
+	}
 	given.SettingValues["k"] = "changed"
-	// The event's integration is the value Apply returned; the stored
-	// one and the next read are not.
 	got, err = s.FindIntegrationByID(context.Background(), "ws", "i")
 	if err != nil || got.SettingValues["k"] != "2" {
 		t.Fatalf("after changing Apply's input: stored %+v, %v", got, err)

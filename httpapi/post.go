@@ -25,8 +25,8 @@ type postTransport struct{ transport.POST }
 var _ graphql.Transport = postTransport{}
 
 const (
-	contentTypeJSON         = "application/json"
-	contentTypeGraphQLJSON  = "application/graphql-response+json"
+	contentTypeJSON        = "application/json"
+	contentTypeGraphQLJSON = "application/graphql-response+json"
 )
 
 func (t postTransport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
