@@ -294,7 +294,11 @@ func (s *Store) appendAudit(ws *bbolt.Bucket, c *switchboard.AuditEntry) error {
 		return err
 	}
 	c.Seq = seq
-	if err := putJSON(b, u64bytes(seq), c); err != nil {
+	raw, err := appendAuditEntry(make([]byte, 0, 256), c)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(u64bytes(seq), raw); err != nil {
 		return err
 	}
 	// Retention: the oldest entries go first.

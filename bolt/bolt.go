@@ -50,6 +50,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -130,6 +131,9 @@ type Store struct {
 	versions  versions
 	decoded   decodedCache
 	tokens    tokenCache
+	// wsComplete holds the IDs of workspaces a commit has made durable,
+	// whose sub-buckets therefore all exist (see commitWSBucket).
+	wsComplete sync.Map
 }
 
 // Open opens (creating if needed) the data file at path and its parent

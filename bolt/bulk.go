@@ -26,11 +26,11 @@ func (s *Store) BulkCommit(ctx context.Context, changes []switchboard.Change) ([
 			if c.Apply == nil {
 				return errNoApply
 			}
-			ev, _, err := s.commit(tx, c)
+			r, err := s.commit(tx, c, decodedKey(c.WorkspaceID, c.IntegrationID))
 			if err != nil {
 				return err
 			}
-			out = append(out, ev)
+			out = append(out, r.ev)
 		}
 		return nil
 	})

@@ -70,8 +70,9 @@ func (s *Store) retain(ws *bbolt.Bucket, now time.Time, newest uint64) error {
 	count := u64(ws.Get(kChangelogCount))
 	compacted := u64(ws.Get(kCompactedThrough))
 	dropped := false
+	cur := cl.Cursor()
 	for {
-		k, v := cl.Cursor().First()
+		k, v := cur.First()
 		if k == nil || u64(k) >= newest {
 			break
 		}

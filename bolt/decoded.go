@@ -18,16 +18,35 @@ import (
 // it needs no invalidation.
 //
 // A mutation reads its integration twice, once to check the caller may
-// change it and once inside the commit's transaction; the second read,
-// which runs serially inside DB.Batch, is the one this saves.
+// change it (a read transaction, which sees the last committed bytes) and
+// once inside the commit's transaction (which sees what earlier commits
+// of the same batch wrote). So each key keeps two versions: the one a
+// commit wrote last, which the next commit of the batch reads, and the
+// newest one known to be committed (or read), which readers outside the
+// batch see until it commits. With one version the two kinds of reader
+// replaced each other's entry and both decoded.
 type decodedCache struct {
 	mu sync.Mutex
 	m  map[string]decodedEntry
 }
 
 type decodedEntry struct {
+	written decodedVersion // the latest a commit wrote, durable or not
+	read    decodedVersion // the newest committed or read one
+}
+
+// decodedVersion is one integration's stored bytes and their decoded
+// value. in is never handed out; copies are. raw is never changed.
+type decodedVersion struct {
 	raw []byte
-	in  *switchboard.Integration // never handed out; copies are
+	in  *switchboard.Integration
+}
+
+func (v decodedVersion) rev() uint64 {
+	if v.in == nil {
+		return 0
+	}
+	return v.in.Revision
 }
 
 // decodedCacheMax bounds the entries; when full, some are dropped.
@@ -40,23 +59,33 @@ func (c *decodedCache) integration(key string, raw []byte) (*switchboard.Integra
 	c.mu.Lock()
 	e, ok := c.m[key]
 	c.mu.Unlock()
-	if ok && bytes.Equal(e.raw, raw) {
-		return copyIntegration(e.in), nil
+	if ok {
+		if e.written.in != nil && bytes.Equal(e.written.raw, raw) {
+			return copyIntegration(e.written.in), nil
+		}
+		if e.read.in != nil && bytes.Equal(e.read.raw, raw) {
+			return copyIntegration(e.read.in), nil
+		}
 	}
 	in := new(switchboard.Integration)
 	if err := json.Unmarshal(raw, in); err != nil {
 		return nil, err
 	}
-	c.put(key, decodedEntry{raw: bytes.Clone(raw), in: copyIntegration(in)})
+	// A reader that started before a commit must not replace what that
+	// commit recorded with the older bytes it saw.
+	c.put(key, decodedVersion{raw: bytes.Clone(raw), in: copyIntegration(in)}, false)
 	return in, nil
 }
 
-func (c *decodedCache) put(key string, e decodedEntry) {
+// put records v as key's written version or, unless a newer one is
+// known, as its read version.
+func (c *decodedCache) put(key string, v decodedVersion, written bool) {
 	c.mu.Lock()
 	if c.m == nil {
 		c.m = make(map[string]decodedEntry)
 	}
-	if len(c.m) >= decodedCacheMax {
+	e, ok := c.m[key]
+	if !ok && len(c.m) >= decodedCacheMax {
 		n := 0
 		for k := range c.m { // map order is random: drop an arbitrary eighth
 			delete(c.m, k)
@@ -64,6 +93,12 @@ func (c *decodedCache) put(key string, e decodedEntry) {
 				break
 			}
 		}
+	}
+	switch {
+	case written:
+		e.written = v
+	case v.rev() >= e.read.rev():
+		e.read = v
 	}
 	c.m[key] = e
 	c.mu.Unlock()
@@ -81,17 +116,30 @@ func copyIntegration(in *switchboard.Integration) *switchboard.Integration {
 
 // wrote records that raw, just written for key inside a commit, decodes
 // to in, so that the next commit of the same batch that reads the
-// integration does not decode it again. It records nothing unless a copy
-// of in can be made equal to what json.Unmarshal(raw) returns: every time
-// must be at offset 0 (marshalled as "Z", decoded in UTC) and every
-// string valid UTF-8 (json.Marshal replaces invalid bytes). A rolled-back
-// batch leaves other bytes in the file, which miss.
-func (c *decodedCache) wrote(key string, raw []byte, in *switchboard.Integration) {
+// integration does not decode it again, and returns what it recorded for
+// committed. It records nothing unless a copy of in can be made equal to
+// what json.Unmarshal(raw) returns: every time must be at offset 0
+// (marshalled as "Z", decoded in UTC) and every string valid UTF-8
+// (json.Marshal replaces invalid bytes). A rolled-back batch leaves other
+// bytes in the file, which miss. raw is kept, not copied: the caller
+// must not change it.
+func (c *decodedCache) wrote(key string, raw []byte, in *switchboard.Integration) decodedVersion {
 	v := copyIntegration(in)
 	if !canonical(v) {
+		return decodedVersion{}
+	}
+	dv := decodedVersion{raw: raw, in: v}
+	c.put(key, dv, true)
+	return dv
+}
+
+// committed records that v (returned by wrote) is durable, so that
+// readers outside the next batch find it, unless a newer one is known.
+func (c *decodedCache) committed(key string, v decodedVersion) {
+	if v.in == nil {
 		return
 	}
-	c.put(key, decodedEntry{raw: bytes.Clone(raw), in: v})
+	c.put(key, v, false)
 }
 
 // canonical turns v's times to UTC without monotonic readings and reports

@@ -91,11 +91,17 @@ func TestCommittedValueEqualsDecoded(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.decoded.mu.Lock()
-		e, ok := s.decoded.m[decodedKey("ws", "i")]
+		entry, ok := s.decoded.m[decodedKey("ws", "i")]
 		s.decoded.mu.Unlock()
+		e := entry.written
 		hit := ok && bytes.Equal(e.raw, raw)
 		if hit != tc.cached {
 			t.Fatalf("%s: cached %v; want %v", tc.name, hit, tc.cached)
+		}
+		// Once durable, what the commit wrote is what readers outside
+		// the next batch find too.
+		if committed := ok && bytes.Equal(entry.read.raw, raw); committed != tc.cached {
+			t.Fatalf("%s: committed version cached %v; want %v", tc.name, committed, tc.cached)
 		}
 		if hit && !reflect.DeepEqual(e.in, want) {
 			t.Fatalf("%s: cached %#v\nwant %#v", tc.name, e.in, want)

@@ -107,27 +107,50 @@ func (s *Store) Commit(ctx context.Context, c switchboard.Change) (*switchboard.
 	if c.Apply == nil {
 		return nil, wrap(errNoApply, "commit %s/%s", c.WorkspaceID, c.IntegrationID)
 	}
-	var (
-		ev    *switchboard.Event
-		jobID uint64
-	)
+	key := decodedKey(c.WorkspaceID, c.IntegrationID)
+	var r commitResult
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
-		ev, jobID = nil, 0
-		e, id, err := s.commit(tx, c)
+		r = commitResult{}
+		res, err := s.commit(tx, c, key)
 		if err != nil {
 			return err
 		}
-		ev, jobID = e, id
+		r = res
 		return nil
 	})
 	if err != nil {
 		return nil, wrap(err, "commit %s/%s", c.WorkspaceID, c.IntegrationID)
 	}
-	if jobID != 0 {
-		c.Teardown.ID = jobID
+	if r.jobID != 0 {
+		c.Teardown.ID = r.jobID
+	}
+	s.decoded.committed(key, r.written)
+	if _, ok := s.wsComplete.Load(c.WorkspaceID); !ok {
+		s.wsComplete.Store(c.WorkspaceID, struct{}{})
 	}
 	s.bumpVersion(c.WorkspaceID)
-	return ev, nil
+	return r.ev, nil
+}
+
+// commitWSBucket is createWSBucket for commits. Once a commit to a
+// workspace is durable, its bucket and every sub-bucket exist for good
+// (nothing deletes a workspace's bucket, and what deletes a sub-bucket
+// creates it again in the same transaction), so later commits only look
+// the workspace's bucket up instead of creating each sub-bucket if needed.
+func (s *Store) commitWSBucket(tx *bbolt.Tx, workspaceID string) (*bbolt.Bucket, error) {
+	if _, ok := s.wsComplete.Load(workspaceID); ok {
+		if ws := wsBucket(tx, workspaceID); ws != nil {
+			return ws, nil
+		}
+	}
+	return createWSBucket(tx, workspaceID)
+}
+
+// commitResult is what one run of Commit's transaction produced.
+type commitResult struct {
+	ev      *switchboard.Event
+	jobID   uint64
+	written decodedVersion // what the decoded cache recorded, if anything
 }
 
 type constError string
@@ -138,39 +161,50 @@ const errNoApply = constError("Change.Apply is nil")
 
 // commit is one run of Commit's transaction. It must not change anything
 // outside tx: Batch may run it again or roll it back.
-func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, uint64, error) {
+//
+// key is decodedKey(c.WorkspaceID, c.IntegrationID).
+func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change, key string) (commitResult, error) {
 	now := s.now()
-	ws, err := createWSBucket(tx, c.WorkspaceID)
+	ws, err := s.commitWSBucket(tx, c.WorkspaceID)
 	if err != nil {
-		return nil, 0, err
+		return commitResult{}, err
 	}
-	cur, err := s.loadIntegration(ws, c.WorkspaceID, c.IntegrationID)
+	// loadIntegration returns a private copy: Apply may have it.
+	in, err := s.loadIntegration(ws, c.WorkspaceID, c.IntegrationID)
 	if err != nil {
-		return nil, 0, err
+		return commitResult{}, err
 	}
-	if cur == nil && !c.Create {
-		return nil, 0, notFoundIntegration(c.IntegrationID)
+	if in == nil && !c.Create {
+		return commitResult{}, notFoundIntegration(c.IntegrationID)
+	}
+	// What the rest of the commit needs of the current state, kept
+	// before Apply changes its copy.
+	var cur *curState
+	if in != nil {
+		cur = &curState{ID: in.ID, ProviderID: in.ProviderID, OwnerUserID: in.OwnerUserID, Status: in.Status, CreatedAt: in.CreatedAt, Revision: in.Revision}
 	}
 	var curRev uint64
 	if cur != nil {
 		curRev = cur.Revision
 	}
 	if c.ExpectedRevision != 0 && c.ExpectedRevision != curRev {
-		return nil, 0, switchboard.Errorf(switchboard.ECONFLICT,
+		return commitResult{}, switchboard.Errorf(switchboard.ECONFLICT,
 			"Integration %s has changed: expected revision %d, current revision %d. Reload it and try again.",
 			c.IntegrationID, c.ExpectedRevision, curRev)
 	}
 
-	next, kind, err := c.Apply(cur.Clone())
+	next, kind, err := c.Apply(in)
 	if err != nil {
-		return nil, 0, applyError{err}
+		return commitResult{}, applyError{err}
 	}
 	if next == nil {
-		return nil, 0, nil
+		return commitResult{}, nil
 	}
-	// Own the value we stamp and store, in case Apply returned one it
-	// keeps elsewhere.
-	next = next.Clone()
+	// Own the value we stamp and store: the copy Apply was given is
+	// ours; anything else Apply returned may be kept elsewhere.
+	if next != in {
+		next = next.Clone()
+	}
 	if next.ID == "" {
 		next.ID = c.IntegrationID
 	}
@@ -178,12 +212,12 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 		next.WorkspaceID = c.WorkspaceID
 	}
 	if next.ID != c.IntegrationID || next.WorkspaceID != c.WorkspaceID {
-		return nil, 0, constError("Apply returned an integration with another ID or workspace")
+		return commitResult{}, constError("Apply returned an integration with another ID or workspace")
 	}
 
 	if c.SoleInCategory && next.Status != switchboard.StatusDisconnected {
 		if err := soleInCategory(ws, next, c.SoleMessage); err != nil {
-			return nil, 0, err
+			return commitResult{}, err
 		}
 	}
 
@@ -196,7 +230,7 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 	meta := tx.Bucket(bMeta)
 	rev := u64(meta.Get(kRevision)) + 1
 	if err := meta.Put(kRevision, u64bytes(rev)); err != nil {
-		return nil, 0, err
+		return commitResult{}, err
 	}
 	next.Revision = rev
 	next.UpdatedAt = at
@@ -208,39 +242,42 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 
 	// The (provider, owner) index: one integration per provider and owner.
 	idx := ws.Bucket(bByProvider)
-	key := providerKey(next.ProviderID, next.OwnerUserID)
+	pkey := providerKey(next.ProviderID, next.OwnerUserID)
 	if cur != nil {
-		if old := providerKey(cur.ProviderID, cur.OwnerUserID); string(old) != string(key) && string(idx.Get(old)) == cur.ID {
+		if old := providerKey(cur.ProviderID, cur.OwnerUserID); string(old) != string(pkey) && string(idx.Get(old)) == cur.ID {
 			if err := idx.Delete(old); err != nil {
-				return nil, 0, err
+				return commitResult{}, err
 			}
 		}
 	}
-	if other := idx.Get(key); other != nil && string(other) != next.ID {
+	other := idx.Get(pkey)
+	if other != nil && string(other) != next.ID {
 		owner := "the workspace"
 		if next.OwnerUserID != "" {
 			owner = "user " + next.OwnerUserID
 		}
-		return nil, 0, switchboard.Errorf(switchboard.ECONFLICT,
+		return commitResult{}, switchboard.Errorf(switchboard.ECONFLICT,
 			"%s already has a %s integration (%s).", owner, next.ProviderID, other)
 	}
-	if err := idx.Put(key, []byte(next.ID)); err != nil {
-		return nil, 0, err
+	if other == nil { // an unchanged entry is not written again
+		if err := idx.Put(pkey, []byte(next.ID)); err != nil {
+			return commitResult{}, err
+		}
 	}
-	raw, err := json.Marshal(next)
+	raw, err := encodeIntegration(next)
 	if err != nil {
-		return nil, 0, err
+		return commitResult{}, err
 	}
 	if err := ws.Bucket(bIntegrations).Put([]byte(next.ID), raw); err != nil {
-		return nil, 0, err
+		return commitResult{}, err
 	}
-	s.decoded.wrote(decodedKey(c.WorkspaceID, next.ID), raw, next)
+	written := s.decoded.wrote(key, raw, next)
 	var from switchboard.Status
 	if cur != nil {
 		from = cur.Status
 	}
 	if err := moveStatus(tx, from, next.Status); err != nil {
-		return nil, 0, err
+		return commitResult{}, err
 	}
 
 	ev := &switchboard.Event{
@@ -254,21 +291,27 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 		st := cur.Status
 		ev.PreviousStatus = &st
 	}
-	if err := putJSON(ws.Bucket(bChangelog), u64bytes(rev), ev); err != nil {
-		return nil, 0, err
+	// The event embeds the integration: its bytes are the ones just
+	// written, not a second encoding.
+	evRaw, err := appendEvent(make([]byte, 0, len(raw)+192), ev, raw)
+	if err != nil {
+		return commitResult{}, err
+	}
+	if err := ws.Bucket(bChangelog).Put(u64bytes(rev), evRaw); err != nil {
+		return commitResult{}, err
 	}
 	if err := ws.Put(kChangelogCount, u64bytes(u64(ws.Get(kChangelogCount))+1)); err != nil {
-		return nil, 0, err
+		return commitResult{}, err
 	}
 
 	if c.Tokens != nil {
 		gen, ok := next.CurrentGeneration()
 		if !ok {
-			return nil, 0, switchboard.Errorf(switchboard.ECONFLICT,
+			return commitResult{}, switchboard.Errorf(switchboard.ECONFLICT,
 				"Integration %s has no current generation (status %s); credentials cannot be stored.", next.ID, next.Status)
 		}
 		if err := s.putTokens(ws, c.WorkspaceID, next.ID, gen, c.Tokens); err != nil {
-			return nil, 0, err
+			return commitResult{}, err
 		}
 	}
 
@@ -277,7 +320,7 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 		job := *c.Teardown
 		tb := tx.Bucket(bTeardown)
 		if job.ID, err = tb.NextSequence(); err != nil {
-			return nil, 0, err
+			return commitResult{}, err
 		}
 		if job.WorkspaceID == "" {
 			job.WorkspaceID = c.WorkspaceID
@@ -293,7 +336,7 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 		}
 		job.CreatedAt, job.NextAttemptAt = job.CreatedAt.UTC(), job.NextAttemptAt.UTC()
 		if err := putJSON(tb, u64bytes(job.ID), &job); err != nil {
-			return nil, 0, err
+			return commitResult{}, err
 		}
 		jobID = job.ID
 	}
@@ -302,22 +345,31 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change) (*switchboard.Event, 
 		if e := c.Audit(ev); e != nil {
 			a := *e
 			if a.WorkspaceID != c.WorkspaceID {
-				return nil, 0, constError("Audit returned an entry for another workspace")
+				return commitResult{}, constError("Audit returned an entry for another workspace")
 			}
 			if a.At.IsZero() {
 				a.At = at
 			}
 			a.At = a.At.UTC()
 			if err := s.appendAudit(ws, &a); err != nil {
-				return nil, 0, err
+				return commitResult{}, err
 			}
 		}
 	}
 
 	if err := s.retain(ws, now, rev); err != nil {
-		return nil, 0, err
+		return commitResult{}, err
 	}
-	return ev, jobID, nil
+	return commitResult{ev: ev, jobID: jobID, written: written}, nil
+}
+
+// curState is what a commit keeps of the integration's state before
+// Apply.
+type curState struct {
+	ID, ProviderID, OwnerUserID string
+	Status                      switchboard.Status
+	CreatedAt                   time.Time
+	Revision                    uint64
 }
 
 // soleInCategory refuses next when another integration of the workspace

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"reflect"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -172,7 +173,7 @@ func New(o Options) http.Handler {
 }
 
 func (o Options) graphQLServer() *handler.Server {
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &resolvers.Resolver{
+	cfg := graph.Config{Resolvers: &resolvers.Resolver{
 		Service: o.Service,
 		EndSubscription: func(ctx context.Context, err error) {
 			if o.CloseWebsocket == nil {
@@ -187,7 +188,8 @@ func (o Options) graphQLServer() *handler.Server {
 			}
 			o.CloseWebsocket(ctx, 1011, switchboard.ErrorMessage(err))
 		},
-	}}))
+	}}
+	srv := handler.New(graph.NewExecutableSchema(cfg))
 	if o.StockWebsocket {
 		readLimit := int64(MaxBodyBytes)
 		srv.AddTransport(transport.Websocket{
@@ -212,7 +214,9 @@ func (o Options) graphQLServer() *handler.Server {
 	}
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
-	srv.AddTransport(transport.POST{})
+	// gqlgen's POST transport, without decoding the body a second time
+	// (post.go).
+	srv.AddTransport(postTransport{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	if o.Dev {
 		srv.Use(extension.Introspection{})
@@ -220,7 +224,9 @@ func (o Options) graphQLServer() *handler.Server {
 	srv.SetDisableSuggestion(!o.Dev)
 	srv.SetParserTokenLimit(ParserTokenLimit)
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
-	srv.Use(extension.FixedComplexityLimit(ComplexityLimit))
+	// gqlgen's FixedComplexityLimit, remembering each operation's figure
+	// while no field has a complexity function (complexity.go).
+	srv.Use(&complexityLimit{limit: ComplexityLimit, variableFree: reflect.ValueOf(cfg.Complexity).IsZero()})
 	srv.Use(depthLimit{max: DepthLimit})
 	srv.SetErrorPresenter(o.presentError)
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {

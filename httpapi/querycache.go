@@ -49,10 +49,12 @@ type QueryCache struct {
 	size    int
 
 	docsMu sync.Mutex
-	docs   map[string]bool // query text + "\x00" + operation name → cacheable
+	docs   map[docKey]bool // query text and operation name → cacheable
 
 	keys sync.Pool // *[]byte
 }
+
+type docKey struct{ query, opName string }
 
 type cacheEntry struct {
 	key         string
@@ -66,7 +68,7 @@ func NewQueryCache(version func(string) uint64, maxBytes int) *QueryCache {
 	if maxBytes <= 0 {
 		maxBytes = DefaultQueryCacheBytes
 	}
-	return &QueryCache{version: version, maxBytes: maxBytes, entries: map[string]*list.Element{}, docs: map[string]bool{}}
+	return &QueryCache{version: version, maxBytes: maxBytes, entries: map[string]*list.Element{}, docs: map[docKey]bool{}}
 }
 
 // cachedParams is the part of a GraphQL POST body the cache reads.
@@ -98,7 +100,11 @@ func (c *QueryCache) Wrap(next http.Handler) http.Handler {
 			r.Body = body
 		}
 		var params cachedParams
-		if err := json.Unmarshal(body.data, &params); err != nil || params.Query == "" || len(params.Extensions) > 0 ||
+		err := json.Unmarshal(body.data, &params)
+		if err == nil {
+			body.params = &params
+		}
+		if err != nil || params.Query == "" || len(params.Extensions) > 0 ||
 			!c.cacheable(params.Query, params.OperationName) {
 			next.ServeHTTP(w, r)
 			return
@@ -169,7 +175,7 @@ func (c *QueryCache) appendKey(b []byte, p *switchboard.Principal, accept string
 // cacheableFields at its top level (fields, no fragments there). Parse
 // errors are not cacheable: gqlgen answers them.
 func (c *QueryCache) cacheable(query, opName string) bool {
-	dk := query + "\x00" + opName
+	dk := docKey{query, opName}
 	c.docsMu.Lock()
 	ok, known := c.docs[dk]
 	c.docsMu.Unlock()
@@ -272,6 +278,9 @@ func (t *teeWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
 type bodyReader struct {
 	*bytes.Reader
 	data []byte
+	// params, when set, is data decoded by the query cache; the POST
+	// transport takes the operation from it (post.go).
+	params *cachedParams
 }
 
 func (b *bodyReader) Close() error { return nil }

@@ -51,6 +51,10 @@ type Service struct {
 	// and status change from commit.
 	refresher *Refresher
 
+	// identities remembers what never changes about integrations seen
+	// (identity.go).
+	identities identities
+
 	kick     chan struct{}
 	kickOnce sync.Once
 	bg       sync.WaitGroup
@@ -762,16 +766,21 @@ type ConfigureInput struct {
 // stores them. Keys not given keep their values. With ExpectedRevision it
 // fails with ECONFLICT if the integration changed since.
 func (s *Service) Configure(ctx context.Context, in ConfigureInput) (*Integration, error) {
-	p, cur, err := s.manageable(ctx, in.ID)
+	// Who may configure depends only on what never changes about the
+	// integration (identity.go), so it is checked without a read of the
+	// store once the integration has been seen.
+	p, providerID, err := s.manageableID(ctx, in.ID)
 	if err != nil {
 		return nil, err
 	}
-	pv, err := s.Provider(cur.ProviderID)
+	pv, err := s.Provider(providerID)
 	if err != nil {
 		return nil, err
 	}
-	// Validate before the transaction so a bad key fails without a write.
-	if _, err := pv.ApplySettings(cur.SettingValues, in.Settings); err != nil {
+	// Validate before the transaction so a bad key fails without a write
+	// (and without a batch rolled back for it). Whether the input is
+	// valid does not depend on the current values.
+	if _, err := pv.ApplySettings(nil, in.Settings); err != nil {
 		return nil, err
 	}
 	ev, err := s.commit(ctx, Change{
@@ -975,19 +984,21 @@ func (s *Service) CreateAPIToken(ctx context.Context, t *APIToken) (string, erro
 // Authenticate resolves a bearer token to a principal. Every failure is
 // EUNAUTHENTICATED with no hint of which part was wrong.
 func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, error) {
-	fail := Errorf(EUNAUTHENTICATED, "The API token is not valid. Send Authorization: Bearer <token> with a current token.")
+	fail := func() error {
+		return Errorf(EUNAUTHENTICATED, "The API token is not valid. Send Authorization: Bearer <token> with a current token.")
+	}
 	if !strings.HasPrefix(bearer, TokenPrefix) || len(bearer) > 200 {
-		return nil, fail
+		return nil, fail()
 	}
 	t, err := s.Store.FindAPITokenByHash(ctx, HashToken(bearer))
 	if ErrorCode(err) == ENOTFOUND {
-		return nil, fail
+		return nil, fail()
 	} else if err != nil {
 		return nil, fmt.Errorf("authenticate: %w", err)
 	}
 	now := s.now()
 	if t.RevokedAt != nil || (t.ExpiresAt != nil && !now.Before(*t.ExpiresAt)) {
-		return nil, fail
+		return nil, fail()
 	}
 	s.touch(ctx, t, now)
 	return &Principal{WorkspaceID: t.WorkspaceID, UserID: t.UserID, Role: t.Role, TokenID: t.ID, Scopes: t.Scopes, ExpiresAt: t.ExpiresAt}, nil
