@@ -15,7 +15,12 @@ package main
 //	list    plain net/http handler serving the gateway's integrations
 //	        response from memory
 //	batch   plain net/http JSON handler doing one bbolt DB.Batch write per
-//	        request, acknowledged after fsync
+//	        request, acknowledged after fsync: the record read, changed and
+//	        written back, an event embedding it appended to a changelog and
+//	        an audit entry appended, both with retention, each of the sizes
+//	        the gateway's own commit writes (-record-bytes, -event-bytes,
+//	        -audit-bytes, -retain; all 0: the small write, two values of
+//	        about 60 bytes)
 
 import (
 	"encoding/binary"
@@ -29,6 +34,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +50,11 @@ func runBaseline(args []string) error {
 	fs := flag.NewFlagSet("baseline", flag.ContinueOnError)
 	body := fs.String("body", "", "list: file holding the response body to serve")
 	dir := fs.String("dir", "", "batch: directory for the bbolt file")
+	var sizes writeSizes
+	fs.IntVar(&sizes.Record, "record-bytes", 0, "batch: size of the record written back (0: just its settings)")
+	fs.IntVar(&sizes.Event, "event-bytes", 0, "batch: size of the changelog entry, which embeds the record (0: the record itself)")
+	fs.IntVar(&sizes.Audit, "audit-bytes", 0, "batch: size of an audit entry (0: none)")
+	fs.IntVar(&sizes.Retain, "retain", 0, "batch: changelog and audit entries kept, the oldest deleted beyond (0: all)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -72,7 +83,7 @@ func runBaseline(args []string) error {
 			_, _ = w.Write(data)
 		})
 	case "batch":
-		h, err := newBatchHandler(*dir)
+		h, err := newBatchHandler(*dir, sizes)
 		if err != nil {
 			return err
 		}
@@ -248,33 +259,81 @@ func (b *bare) dispatch() {
 // ---- durable write ----
 
 type batchHandler struct {
-	db *bbolt.DB
+	db    *bbolt.DB
+	sizes writeSizes
+}
+
+// writeSizes is what one configure writes in the gateway's file, read
+// from it after its run (gatewayWriteSizes), so that the baseline does the
+// same DB.Batch write: a record of Record bytes, a changelog entry of
+// Event bytes embedding it, an audit entry of Audit bytes, and Retain
+// entries kept in each log. Zero values give the small write.
+type writeSizes struct {
+	Record, Event, Audit, Retain int
 }
 
 var (
 	bucketState     = []byte("state")
 	bucketChangelog = []byte("changelog")
+	bucketAudit     = []byte("audit")
 )
 
-func newBatchHandler(dir string) (*batchHandler, error) {
+func newBatchHandler(dir string, sizes writeSizes) (*batchHandler, error) {
 	db, err := bbolt.Open(filepath.Join(dir, "baseline.db"), 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, err
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketState, bucketChangelog} {
+		for _, b := range [][]byte{bucketState, bucketChangelog, bucketAudit} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	return &batchHandler{db: db}, err
+	return &batchHandler{db: db, sizes: sizes}, err
+}
+
+// padded returns the JSON object fields with a "pad" member added so that
+// it is at least n bytes long.
+func padded(fields map[string]any, n int) ([]byte, error) {
+	data, err := json.Marshal(fields)
+	if err != nil || len(data) >= n {
+		return data, err
+	}
+	pad := n - len(data) - len(`,"pad":""`)
+	if pad < 0 {
+		pad = 0
+	}
+	fields["pad"] = strings.Repeat("x", pad)
+	return json.Marshal(fields)
+}
+
+// appendRetained appends v under the bucket's next sequence and deletes
+// the entry that falls out of the last retain (0: keeps all).
+func appendRetained(b *bbolt.Bucket, v []byte, retain int) (uint64, error) {
+	seq, err := b.NextSequence()
+	if err != nil {
+		return 0, err
+	}
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	if err := b.Put(k[:], v); err != nil {
+		return 0, err
+	}
+	if retain > 0 && seq > uint64(retain) {
+		binary.BigEndian.PutUint64(k[:], seq-uint64(retain))
+		if err := b.Delete(k[:]); err != nil {
+			return 0, err
+		}
+	}
+	return seq, nil
 }
 
 // serve decodes {"id","key","value"}, and in one DB.Batch transaction
-// reads the record, sets the value, writes it back with a new revision
-// and appends a changelog entry; it answers after the commit's fsync.
+// reads the record, sets the value, writes it back, appends a changelog
+// entry embedding it (its revision) and an audit entry; it answers after
+// the commit's fsync.
 func (h *batchHandler) serve(w http.ResponseWriter, r *http.Request) {
 	var in struct{ ID, Key, Value string }
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in); err != nil || in.ID == "" {
@@ -286,30 +345,62 @@ func (h *batchHandler) serve(w http.ResponseWriter, r *http.Request) {
 		Revision string            `json:"revision"`
 		Settings map[string]string `json:"settings"`
 	}
+	now := time.Now().UTC().Format(time.RFC3339Nano)
 	err := h.db.Batch(func(tx *bbolt.Tx) error {
 		st := tx.Bucket(bucketState)
-		rec := map[string]string{}
+		rec := struct {
+			ID       string            `json:"id"`
+			Settings map[string]string `json:"settings"`
+		}{ID: in.ID, Settings: map[string]string{}}
 		if v := st.Get([]byte(in.ID)); v != nil {
-			if err := json.Unmarshal(v, &rec); err != nil {
+			// The small write stores the settings alone.
+			var dst any = &rec.Settings
+			if h.sizes.Record > 0 {
+				dst = &rec
+			}
+			if err := json.Unmarshal(v, dst); err != nil {
 				return err
 			}
+			if rec.Settings == nil {
+				rec.Settings = map[string]string{}
+			}
 		}
-		rec[in.Key] = in.Value
-		data, err := json.Marshal(rec)
+		rec.Settings[in.Key] = in.Value
+		var data []byte
+		var err error
+		if h.sizes.Record > 0 {
+			data, err = padded(map[string]any{"id": rec.ID, "settings": rec.Settings, "updatedAt": now}, h.sizes.Record)
+		} else {
+			data, err = json.Marshal(rec.Settings)
+		}
 		if err != nil {
 			return err
 		}
 		if err := st.Put([]byte(in.ID), data); err != nil {
 			return err
 		}
-		cl := tx.Bucket(bucketChangelog)
-		seq, _ := cl.NextSequence()
-		var k [8]byte
-		binary.BigEndian.PutUint64(k[:], seq)
-		if err := cl.Put(k[:], data); err != nil {
+		event := data
+		if h.sizes.Event > 0 {
+			event, err = padded(map[string]any{"kind": "CONFIGURED", "at": now, "integration": json.RawMessage(data)}, h.sizes.Event)
+			if err != nil {
+				return err
+			}
+		}
+		seq, err := appendRetained(tx.Bucket(bucketChangelog), event, h.sizes.Retain)
+		if err != nil {
 			return err
 		}
-		out.ID, out.Revision, out.Settings = in.ID, strconv.FormatUint(seq, 10), rec
+		if h.sizes.Audit > 0 {
+			entry, err := padded(map[string]any{"at": now, "action": "configureIntegration", "target": in.ID}, h.sizes.Audit)
+			if err != nil {
+				return err
+			}
+			if _, err := appendRetained(tx.Bucket(bucketAudit), entry, h.sizes.Retain); err != nil {
+				return err
+			}
+		}
+		out.ID, out.Revision = in.ID, strconv.FormatUint(seq, 10)
+		out.Settings = rec.Settings
 		return nil
 	})
 	if err != nil {

@@ -25,6 +25,9 @@ const gatewaySubscription = "subscription { integrationEvents { revision at kind
 type gateway struct {
 	*target
 	ids []string
+	// dataDir is the data directory of a gateway this command started
+	// ("" with -target).
+	dataDir string
 }
 
 // buildGateway builds the gateway binary from the module root into dir,
@@ -86,6 +89,7 @@ func startGateway(ctx context.Context, o *options) (*gateway, error) {
 		}
 		g.base, g.token, g.proc, g.pid = "http://"+c.addr, strings.TrimSpace(string(tok)), c, c.pid()
 		g.adminSock = filepath.Join(data, "admin.sock")
+		g.dataDir = data
 	}
 	hc := newHTTPClient(8)
 	if err := g.connectAll(ctx, hc, o.targetURL == ""); err != nil {

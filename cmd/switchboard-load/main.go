@@ -294,17 +294,21 @@ func runScenario(ctx context.Context, o *options, tab *table, scenario string) e
 			if err != nil {
 				return err
 			}
-			var gw, base *rateResult
+			var gw, base, small *rateResult
+			var sizes writeSizes
 			if scenario == "query" {
 				gw, base, err = runQuery(ctx, o, g)
 			} else {
-				gw, base, err = runMutations(ctx, o, g)
+				gw, base, small, sizes, err = runMutations(ctx, o, g)
 			}
 			g.stop()
 			if err != nil {
 				return err
 			}
 			tab.addRate(scenario, gw, base)
+			if small != nil {
+				tab.addSmallWrite(small, sizes)
+			}
 		case "datasize":
 			r, err := runDatasize(ctx, o)
 			if err != nil {

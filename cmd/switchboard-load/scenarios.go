@@ -9,9 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	bbolt "go.etcd.io/bbolt"
 )
 
 // fanoutResult is one run of the fan-out scenario against one target.
@@ -233,9 +236,11 @@ func runQuery(ctx context.Context, o *options, g *gateway) (gw, base *rateResult
 }
 
 // runMutations measures durable configureIntegration from
-// o.mutationClients concurrent clients against the gateway, and the same
-// shape of write through a plain net/http handler and DB.Batch.
-func runMutations(ctx context.Context, o *options, g *gateway) (gw, base *rateResult, err error) {
+// o.mutationClients concurrent clients against the gateway, then the same
+// DB.Batch write through a plain net/http handler: records of the sizes
+// the gateway's commits wrote (read from its file once it has stopped),
+// and the small write (two values of about 60 bytes) next to it.
+func runMutations(ctx context.Context, o *options, g *gateway) (gw, same, small *rateResult, sizes writeSizes, err error) {
 	hc := newHTTPClient(o.mutationClients)
 	wait := g.cpuProfile(ctx, o, o.profilePrefix)
 	gw = runClosedLoop(ctx, o.mutationClients, o.requests, o.duration, func(ctx context.Context, c int) error {
@@ -244,17 +249,82 @@ func runMutations(ctx context.Context, o *options, g *gateway) (gw, base *rateRe
 	})
 	wait()
 	o.logf("mutations: switchboard %.0f/s p50 %s p99 %s (%d errors)", gw.perSec, gw.p50, gw.p99, gw.errors)
+	sizes = defaultWriteSizes
+	if g.dataDir != "" {
+		g.stop()
+		if sizes, err = gatewayWriteSizes(filepath.Join(g.dataDir, "switchboard.db")); err != nil {
+			return nil, nil, nil, sizes, err
+		}
+	}
+	o.logf("mutations: the gateway wrote records of %d B, events of %d B, audit entries of %d B, keeping %d", sizes.Record, sizes.Event, sizes.Audit, sizes.Retain)
+	if same, err = runBatchBaseline(ctx, o, g, sizes); err != nil {
+		return nil, nil, nil, sizes, err
+	}
+	if small, err = runBatchBaseline(ctx, o, g, writeSizes{}); err != nil {
+		return nil, nil, nil, sizes, err
+	}
+	return gw, same, small, sizes, nil
+}
+
+// defaultWriteSizes is what the gateway's configure wrote when measured
+// last (record, event, audit entry, retention), for -target runs, whose
+// file this command cannot read.
+var defaultWriteSizes = writeSizes{Record: 747, Event: 879, Audit: 278, Retain: 10000}
+
+// gatewayWriteSizes reads the mean value sizes of the demo workspace's
+// integrations, changelog and audit buckets from a stopped gateway's
+// file, and the changelog's retention (the gateway's default).
+func gatewayWriteSizes(path string) (writeSizes, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return writeSizes{}, fmt.Errorf("read the gateway's write sizes: %w", err)
+	}
+	defer db.Close()
+	sizes := writeSizes{Retain: defaultWriteSizes.Retain}
+	err = db.View(func(tx *bbolt.Tx) error {
+		ws := tx.Bucket([]byte("workspaces"))
+		if ws != nil {
+			ws = ws.Bucket([]byte("ws_demo"))
+		}
+		if ws == nil {
+			return fmt.Errorf("no workspace ws_demo in %s", path)
+		}
+		mean := func(name string) int {
+			b := ws.Bucket([]byte(name))
+			if b == nil {
+				return 0
+			}
+			n, total := 0, 0
+			_ = b.ForEach(func(_, v []byte) error {
+				n++
+				total += len(v)
+				return nil
+			})
+			if n == 0 {
+				return 0
+			}
+			return total / n
+		}
+		sizes.Record, sizes.Event, sizes.Audit = mean("integrations"), mean("changelog"), mean("audit")
+		return nil
+	})
+	return sizes, err
+}
+
+func runBatchBaseline(ctx context.Context, o *options, g *gateway, sizes writeSizes) (*rateResult, error) {
 	dir, err := os.MkdirTemp(o.tmp, "batch-")
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	b, err := startBaseline(ctx, o, "batch", "-dir", dir)
+	b, err := startBaseline(ctx, o, "batch", "-dir", dir,
+		"-record-bytes", strconv.Itoa(sizes.Record), "-event-bytes", strconv.Itoa(sizes.Event),
+		"-audit-bytes", strconv.Itoa(sizes.Audit), "-retain", strconv.Itoa(sizes.Retain))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer b.stop()
 	bc := newHTTPClient(o.mutationClients)
-	base = runClosedLoop(ctx, o.mutationClients, o.requests, o.duration, func(ctx context.Context, c int) error {
+	base := runClosedLoop(ctx, o.mutationClients, o.requests, o.duration, func(ctx context.Context, c int) error {
 		body, _ := json.Marshal(map[string]string{"id": g.ids[c%len(g.ids)], "key": "sync_interval_minutes", "value": fmt.Sprint(5 + seq.Add(1)%1436)})
 		req, _ := http.NewRequestWithContext(ctx, "POST", b.base+"/configure", bytesReader(body))
 		resp, err := bc.Do(req)
@@ -268,8 +338,12 @@ func runMutations(ctx context.Context, o *options, g *gateway) (gw, base *rateRe
 		}
 		return nil
 	})
-	o.logf("mutations: %s %.0f/s p50 %s p99 %s (%d errors)", b.name, base.perSec, base.p50, base.p99, base.errors)
-	return gw, base, nil
+	what := "same write"
+	if sizes.Record == 0 {
+		what = "small write"
+	}
+	o.logf("mutations: %s (%s) %.0f/s p50 %s p99 %s (%d errors)", b.name, what, base.perSec, base.p50, base.p99, base.errors)
+	return base, nil
 }
 
 // churnResult: the server's goroutines and heap before and after cycles
