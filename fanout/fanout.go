@@ -76,7 +76,7 @@ type Stats struct {
 	HistoryEvents int   // events kept in the replay history
 	HistoryBytes  int64 // their estimated size, in bytes
 	// Replay pages served from the history, and read from the store
-	// (outside the history, or at its end).
+	// (they start before the history); empty ones are not counted.
 	ReplayPagesFromMemory, ReplayPagesFromStore uint64
 }
 
@@ -127,7 +127,7 @@ func New(src EventSource, lastRevision uint64, opts Options) *Broker {
 		if opts.HistoryBytes == 0 {
 			opts.HistoryBytes = DefaultHistoryBytes
 		}
-		hist = newHistory(opts.HistoryEvents, opts.HistoryBytes, lastRevision)
+		hist = newHistory(opts.HistoryEvents, opts.HistoryBytes)
 	}
 	return &Broker{
 		hist:       hist,
@@ -236,7 +236,7 @@ func (b *Broker) skipGapLocked(cut []cutoffNote) []cutoffNote {
 	b.next = low
 	if b.hist != nil {
 		// The skipped revisions are not in the history: it starts over.
-		b.hist.reset(low - 1)
+		b.hist.reset()
 	}
 	return b.drainPendingLocked(cut)
 }
@@ -668,7 +668,7 @@ func (b *Broker) Close() error {
 	}
 	clear(b.pending)
 	if b.hist != nil {
-		b.hist.reset(b.next - 1)
+		b.hist.reset()
 	}
 	return nil
 }

@@ -21,12 +21,22 @@ import (
 // It is a cache of the store, never the authority: each replay page still
 // asks the store for its first event (EventsAfter with limit 1), so that
 // ECOMPACTED, EINVALID and an unknown workspace are answered by the store
-// exactly as before, and the page comes from memory only when the history
-// holds the workspace's events after the requested revision without a gap
-// and its first one is the store's. Otherwise the whole page is read from
-// the store. Events committed but not delivered yet (above the broker's
-// delivered revision) are not in the history; a page that reaches its end
-// is completed from the store, as a page read from the store would be.
+// exactly as before, and the page comes from memory only when the first
+// kept event after the requested revision is the store's first one.
+// Otherwise (the range starts before the history: evicted, or from before
+// a restart) the whole page is read from the store.
+//
+// That check is enough because a workspace's kept events never have a
+// hole: the history holds every event of the workspace from its oldest
+// kept one up to the broker's delivered revision. Events are added in
+// revision order as they are delivered; eviction takes a workspace's
+// oldest; a wipe drops all of the workspace's earlier events; and when the
+// broker gives up on a missing revision (MaxPending) the history starts
+// over. So if the store's first event after the requested revision is the
+// first kept one, the store's events up to the delivered revision are the
+// kept ones. Events committed but not delivered yet are not in the
+// history; a page that reaches its end is completed from the store, as a
+// page read from the store would be.
 
 // Defaults for the history's bounds (Options.HistoryEvents, HistoryBytes).
 const (
@@ -51,20 +61,14 @@ type history struct {
 	order     fifo[orderEntry] // one entry per event added, oldest first
 	events    int              // events kept
 	bytes     int64            // their estimated size, and the workspaces'
-	// through: every event delivered with a higher revision is kept, unless
-	// its workspace's floor is higher. It starts at the store's revision
-	// when the broker starts and rises as events are evicted.
-	through   uint64
-	delivered uint64 // the last revision added (the broker's delivered revision)
 
 	hits, misses uint64 // replay pages served from memory, from the store
 }
 
 // wsHistory is one workspace's kept events, oldest first.
 type wsHistory struct {
-	id    string
-	evs   fifo[*switchboard.Event]
-	floor uint64 // every event of the workspace above floor is kept (up to delivered)
+	id  string
+	evs fifo[*switchboard.Event]
 }
 
 // orderEntry names the workspace of an event added: eviction drops that
@@ -75,13 +79,11 @@ type orderEntry struct {
 	rev uint64
 }
 
-func newHistory(maxEvents int, maxBytes int64, lastRevision uint64) *history {
+func newHistory(maxEvents int, maxBytes int64) *history {
 	return &history{
 		maxEvents: maxEvents,
 		maxBytes:  maxBytes,
 		workspace: make(map[string]*wsHistory),
-		through:   lastRevision,
-		delivered: lastRevision,
 	}
 }
 
@@ -90,7 +92,6 @@ func newHistory(maxEvents int, maxBytes int64, lastRevision uint64) *history {
 func (h *history) add(ev *switchboard.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.delivered = ev.Revision
 	w := h.workspace[ev.WorkspaceID]
 	if w == nil {
 		w = &wsHistory{id: ev.WorkspaceID}
@@ -99,13 +100,12 @@ func (h *history) add(ev *switchboard.Event) {
 	}
 	if ev.Kind == switchboard.EventWorkspaceWiped {
 		// A wipe replaces the workspace's changelog by its WORKSPACE_WIPED
-		// events (consecutive revisions, one transaction): the history
-		// before the first of them goes from memory too.
-		if n := w.evs.len(); n == 0 || w.evs.at(n-1).Kind != switchboard.EventWorkspaceWiped || w.evs.at(n-1).Revision != ev.Revision-1 {
+		// events (consecutive revisions and one time, one transaction):
+		// the history before the first of them goes from memory too.
+		if n := w.evs.len(); n == 0 || !sameWipe(w.evs.at(n-1), ev) {
 			for w.evs.len() > 0 {
 				h.forget(w.evs.pop())
 			}
-			w.floor = ev.Revision - 1
 		}
 	}
 	w.evs.push(ev)
@@ -115,6 +115,12 @@ func (h *history) add(ev *switchboard.Event) {
 	for h.events > 0 && (h.events > h.maxEvents || h.bytes > h.maxBytes) {
 		h.evictOldest()
 	}
+}
+
+// sameWipe reports whether ev is the WORKSPACE_WIPED event that follows
+// prev in one wipe.
+func sameWipe(prev, ev *switchboard.Event) bool {
+	return prev.Kind == switchboard.EventWorkspaceWiped && prev.Revision == ev.Revision-1 && prev.At.Equal(ev.At)
 }
 
 func (h *history) forget(ev *switchboard.Event) {
@@ -130,7 +136,6 @@ func (h *history) evictOldest() {
 			continue // dropped by a wipe
 		}
 		h.forget(w.evs.pop())
-		h.through = max(h.through, e.rev)
 		if w.evs.len() == 0 && h.workspace[w.id] == w {
 			delete(h.workspace, w.id)
 			h.bytes -= workspaceBytes + int64(len(w.id))
@@ -139,40 +144,33 @@ func (h *history) evictOldest() {
 	}
 }
 
-// reset forgets everything: revisions up to through may be missing.
-func (h *history) reset(through uint64) {
+// reset forgets every event.
+func (h *history) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	clear(h.workspace)
 	h.order = fifo[orderEntry]{}
 	h.events, h.bytes = 0, 0
-	h.through, h.delivered = through, through
 }
 
 // after returns up to limit kept events of workspace ws with a revision
-// above after, and the last delivered revision. ok is false when the
-// history may miss some of the workspace's events above after.
-func (h *history) after(ws string, after uint64, limit int) (evs []*switchboard.Event, delivered uint64, ok bool) {
+// above after.
+func (h *history) after(ws string, after uint64, limit int) []*switchboard.Event {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	floor := h.through
 	w := h.workspace[ws]
-	if w != nil {
-		floor = max(floor, w.floor)
-	}
-	if after < floor {
-		return nil, h.delivered, false
-	}
 	if w == nil {
-		return nil, h.delivered, true
+		return nil
 	}
 	n := w.evs.len()
 	i := sort.Search(n, func(i int) bool { return w.evs.at(i).Revision > after })
-	if k := min(n-i, limit); k > 0 {
-		evs = make([]*switchboard.Event, k)
-		copy(evs, w.evs.items[w.evs.head+i:])
+	k := min(n-i, limit)
+	if k <= 0 {
+		return nil
 	}
-	return evs, h.delivered, true
+	evs := make([]*switchboard.Event, k)
+	copy(evs, w.evs.items[w.evs.head+i:])
+	return evs
 }
 
 // eventsAfter is the replay's EventsAfter: from the history when it holds
@@ -186,27 +184,16 @@ func (b *Broker) eventsAfter(ctx context.Context, ws string, after uint64, limit
 	if err != nil {
 		return nil, err
 	}
-	page, delivered, ok := h.after(ws, after, limit)
-	if ok {
-		switch {
-		case len(probe) == 0:
-			ok = len(page) == 0
-		case len(page) > 0:
-			ok = page[0].Revision == probe[0].Revision
-		default:
-			ok = probe[0].Revision > delivered
-		}
+	if len(probe) == 0 {
+		// Nothing after the revision: the page is empty.
+		return probe, nil
 	}
-	h.mu.Lock()
-	if ok && len(page) > 0 {
-		h.hits++
-	} else {
-		h.misses++
-	}
-	h.mu.Unlock()
-	if !ok {
+	page := h.after(ws, after, limit)
+	if len(page) == 0 || page[0].Revision != probe[0].Revision {
+		h.count(false)
 		return b.src.EventsAfter(ctx, ws, after, limit)
 	}
+	h.count(true)
 	if len(page) == limit {
 		return page, nil
 	}
@@ -221,6 +208,16 @@ func (b *Broker) eventsAfter(ctx context.Context, ws string, after uint64, limit
 		return nil, err
 	}
 	return append(page, more...), nil
+}
+
+func (h *history) count(fromMemory bool) {
+	h.mu.Lock()
+	if fromMemory {
+		h.hits++
+	} else {
+		h.misses++
+	}
+	h.mu.Unlock()
 }
 
 // eventBytes estimates the heap an event holds: its structs, strings,
