@@ -280,6 +280,10 @@ func (m *Main) Run(ctx context.Context) error {
 		Cutoffs:      func() float64 { return float64(m.broker.Stats().Cutoffs) },
 		Websockets:   func() float64 { return float64(m.ws.Count()) },
 		StatusCounts: m.store.StatusCounts,
+
+		// The replay history's size (fanout/history.go).
+		ReplayHistoryEvents: func() float64 { return float64(m.broker.Stats().HistoryEvents) },
+		ReplayHistoryBytes:  func() float64 { return float64(m.broker.Stats().HistoryBytes) },
 	})
 	m.service = &switchboard.Service{
 		Store:     metrics.Store{Store: m.store, M: m.metrics},
