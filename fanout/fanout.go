@@ -397,6 +397,7 @@ type queue struct {
 	head   int
 	closed bool
 	space  chan struct{} // the replay waits on it for room; Poll closes it
+	wake   int           // once at most this many are queued
 }
 
 func (q *queue) pushLocked(ev *switchboard.Event, bound int) bool {
@@ -430,7 +431,7 @@ func (q *queue) poll() (*switchboard.Event, bool) {
 		}
 		q.head = 0
 	}
-	if q.space != nil {
+	if q.space != nil && len(q.items)-q.head <= q.wake {
 		close(q.space)
 		q.space = nil
 	}
@@ -438,6 +439,9 @@ func (q *queue) poll() (*switchboard.Event, bool) {
 }
 
 // push is the replay's blocking enqueue: it waits for room or for ctx.
+// A full queue wakes the replay once it has drained to half its bound, not
+// at every event taken, so that the consumer does not pay a wake-up (and
+// the replay a park) per event.
 func (q *queue) push(ctx context.Context, ev *switchboard.Event, bound int) bool {
 	for {
 		q.mu.Lock()
@@ -447,6 +451,7 @@ func (q *queue) push(ctx context.Context, ev *switchboard.Event, bound int) bool
 		}
 		if q.space == nil {
 			q.space = make(chan struct{})
+			q.wake = bound / 2
 		}
 		space := q.space
 		q.mu.Unlock()
