@@ -93,6 +93,12 @@ type Config struct {
 	// StockWebsocket serves subscriptions with gqlgen's own websocket
 	// transport instead of gqlws, as before; for comparison benchmarks.
 	StockWebsocket bool
+	// The broker's replay history: the most recent events, over all
+	// workspaces, kept in memory to serve resumes without reading the
+	// changelog; zero means fanout's default (50,000 events, 32 MiB),
+	// negative turns it off.
+	ReplayHistoryEvents int
+	ReplayHistoryBytes  int64
 
 	// The refresher (switchboard.Refresher); zero means its default.
 	RefreshInterval       time.Duration // longest time between two refreshes of a connection
@@ -170,6 +176,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.Config.TokenBurst, "token-burst", m.Config.TokenBurst, "burst allowed per API token (0: default 40)")
 	fs.Float64Var(&m.Config.CallbackRate, "callback-rate", m.Config.CallbackRate, "OAuth callbacks per second allowed per client IP (0: default 2; negative: no limit)")
 	fs.DurationVar(&m.Config.RefreshInterval, "refresh-interval", m.Config.RefreshInterval, "longest time between two token refreshes of a connection, so a revocation shows within it (default 1h)")
+	fs.IntVar(&m.Config.ReplayHistoryEvents, "replay-history-events", m.Config.ReplayHistoryEvents, "recent events kept in memory, over all workspaces, to replay resuming subscribers without reading the changelog (0: default 50000; negative: none)")
+	fs.Int64Var(&m.Config.ReplayHistoryBytes, "replay-history-bytes", m.Config.ReplayHistoryBytes, "bound on the estimated memory of those events, in bytes (0: default 32 MiB; negative: none)")
 	fs.DurationVar(&m.Config.RefreshFailureWindow, "failure-window", m.Config.RefreshFailureWindow, "how long a provider may fail token refreshes before the badge turns Error (default 15m)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -218,7 +226,8 @@ func (m *Main) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	m.broker = fanout.New(m.store, rev, fanout.Options{Logger: m.Logger, QueueSize: cfg.SubscriberQueue})
+	m.broker = fanout.New(m.store, rev, fanout.Options{Logger: m.Logger, QueueSize: cfg.SubscriberQueue,
+		HistoryEvents: cfg.ReplayHistoryEvents, HistoryBytes: cfg.ReplayHistoryBytes})
 
 	redirect := m.URL + "/oauth/callback"
 	providers, err := oauthflow.LoadProviders(cfg.ProvidersFile)
@@ -271,6 +280,10 @@ func (m *Main) Run(ctx context.Context) error {
 		Cutoffs:      func() float64 { return float64(m.broker.Stats().Cutoffs) },
 		Websockets:   func() float64 { return float64(m.ws.Count()) },
 		StatusCounts: m.store.StatusCounts,
+
+		// The replay history's size (fanout/history.go).
+		ReplayHistoryEvents: func() float64 { return float64(m.broker.Stats().HistoryEvents) },
+		ReplayHistoryBytes:  func() float64 { return float64(m.broker.Stats().HistoryBytes) },
 	})
 	m.service = &switchboard.Service{
 		Store:     metrics.Store{Store: m.store, M: m.metrics},

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1040,6 +1041,8 @@ func TestMetricsAndReadiness(t *testing.T) {
 		`switchboard_integrations{status="CONNECTED"} 1`,
 		"switchboard_subscribers 1",
 		"switchboard_websockets 1",
+		"switchboard_replay_history_events ",
+		"switchboard_replay_history_bytes ",
 		`switchboard_commit_duration_seconds_count{outcome="ok"}`,
 		`switchboard_http_requests_total{code="200",route="/graphql"}`,
 		"go_goroutines",
@@ -1133,4 +1136,68 @@ func TestCutOffSubscriberIsToldWhereToResume(t *testing.T) {
 		got = append(got, ev.Revision)
 	}
 	expect(t, "revisions across the cut-off", got, want)
+}
+
+// TestResumeFromMemoryMatchesStore resumes the same range twice over a
+// websocket: once served by the broker's replay history, once, after a
+// restart, read from the bbolt changelog. The payloads must be the same
+// bytes.
+func TestResumeFromMemoryMatchesStore(t *testing.T) {
+	const full = `subscription($after: Revision) { integrationEvents(afterRevision: $after) { revision at kind previousStatus
+		integration { id category status statusReason statusMessage badge { label tone } actions account { id name email }
+			accountHistory { account { id } from until } grantedScopes missingScopes connectedAt lastSyncedAt settings { key value }
+			disconnectWarning revision } } }`
+	dir := t.TempDir()
+	resume := func(m *Main) (payloads []string) {
+		t.Helper()
+		want := storeRevisions(t, m, "ws_demo", 0)
+		ws, err := dialWS(t, m, "graphql-transport-ws", m.DemoToken, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws.subscribe("1", full, map[string]any{"after": "0"})
+		for range want {
+			msg, err := ws.read(5 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msg.Type != "next" {
+				t.Fatalf("got %s %s; want next", msg.Type, msg.Payload)
+			}
+			payloads = append(payloads, string(msg.Payload))
+		}
+		ws.conn.Close()
+		return payloads
+	}
+
+	m := mustStart(t, dir)
+	c := newClient(t, m, m.DemoToken)
+	id := str(connect(t, c, "ada@sandbox.test"), "id")
+	for i := range 5 {
+		if _, _, errs := configure(c, id, "sync_interval_minutes", strconv.Itoa(10+i)); len(errs) > 0 {
+			t.Fatal(errs)
+		}
+	}
+	disconnect(t, c, id)
+	before := m.broker.Stats()
+	fromMemory := resume(m)
+	if st := m.broker.Stats(); st.ReplayPagesFromMemory == before.ReplayPagesFromMemory {
+		t.Fatalf("the resume was not served from memory: %+v", st)
+	}
+	m.Close()
+
+	m2 := mustStart(t, dir)
+	before = m2.broker.Stats()
+	fromStore := resume(m2)
+	if st := m2.broker.Stats(); st.ReplayPagesFromMemory != before.ReplayPagesFromMemory || st.ReplayPagesFromStore == before.ReplayPagesFromStore {
+		t.Fatalf("the resume after a restart was not read from the store: %+v", st)
+	}
+	if !slices.Equal(fromMemory, fromStore) {
+		for i := range min(len(fromMemory), len(fromStore)) {
+			if fromMemory[i] != fromStore[i] {
+				t.Fatalf("event %d differs:\nfrom memory: %s\nfrom store:  %s", i, fromMemory[i], fromStore[i])
+			}
+		}
+		t.Fatalf("%d events from memory, %d from the store", len(fromMemory), len(fromStore))
+	}
 }

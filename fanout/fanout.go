@@ -1,7 +1,7 @@
 // Package fanout is Switchboard's in-process event broker: it hands every
 // committed event to the subscribers of its workspace, in revision order,
 // and replays the store's changelog for subscribers that resume from a
-// revision.
+// revision, serving the recent part of it from memory (history.go).
 //
 // Each subscriber has a bounded queue. The publisher never waits for a
 // subscriber: when a queue is full the subscriber is cut off (its channel
@@ -52,6 +52,14 @@ type Options struct {
 	// OnCutoff, when set, is called in a goroutine of its own each time a
 	// subscriber is cut off for falling behind (or by the MaxPending valve).
 	OnCutoff func(workspaceID string, lastRevision uint64)
+	// HistoryEvents and HistoryBytes bound the replay history: the most
+	// recent delivered events, over all workspaces, kept in memory so that
+	// a resume within them is served without reading the store (see
+	// history.go). HistoryBytes bounds their estimated heap size. Zero
+	// means DefaultHistoryEvents (50,000) and DefaultHistoryBytes
+	// (32 MiB); a negative value of either turns the history off.
+	HistoryEvents int
+	HistoryBytes  int64
 	// Logger receives warnings (events published twice or out of range,
 	// the MaxPending valve). Nil discards them.
 	Logger *slog.Logger
@@ -64,6 +72,12 @@ type Stats struct {
 	Delivered   uint64 // events enqueued to subscribers, replayed or live
 	Cutoffs     uint64 // subscribers cut off for falling behind
 	Pending     int    // published events waiting for an earlier revision
+
+	HistoryEvents int   // events kept in the replay history
+	HistoryBytes  int64 // their estimated size, in bytes
+	// Replay pages served from the history, and read from the store
+	// (they start before the history); empty ones are not counted.
+	ReplayPagesFromMemory, ReplayPagesFromStore uint64
 }
 
 // Broker implements switchboard.Broker in memory. Its methods are safe for
@@ -72,6 +86,7 @@ type Broker struct {
 	src  EventSource
 	opts Options
 	log  *slog.Logger
+	hist *history // nil: no replay history
 
 	mu         sync.Mutex
 	next       uint64                        // next revision to deliver
@@ -104,7 +119,18 @@ func New(src EventSource, lastRevision uint64, opts Options) *Broker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var hist *history
+	if opts.HistoryEvents >= 0 && opts.HistoryBytes >= 0 {
+		if opts.HistoryEvents == 0 {
+			opts.HistoryEvents = DefaultHistoryEvents
+		}
+		if opts.HistoryBytes == 0 {
+			opts.HistoryBytes = DefaultHistoryBytes
+		}
+		hist = newHistory(opts.HistoryEvents, opts.HistoryBytes)
+	}
 	return &Broker{
+		hist:       hist,
 		src:        src,
 		opts:       opts,
 		log:        log,
@@ -208,6 +234,10 @@ func (b *Broker) skipGapLocked(cut []cutoffNote) []cutoffNote {
 		}
 	}
 	b.next = low
+	if b.hist != nil {
+		// The skipped revisions are not in the history: it starts over.
+		b.hist.reset()
+	}
 	return b.drainPendingLocked(cut)
 }
 
@@ -236,6 +266,12 @@ func (b *Broker) notifyCutoffs(cut []cutoffNote) {
 // subscriber off removes it from the slice being walked, so those are
 // collected and ended after the walk.
 func (b *Broker) deliverLocked(ev *switchboard.Event, cut []cutoffNote) []cutoffNote {
+	if b.hist != nil {
+		// Under mu, before any subscriber sees it: a replay that starts
+		// after a subscriber registered finds in the history every event
+		// delivered before, and holds the ones delivered after.
+		b.hist.add(ev)
+	}
 	subs := b.workspaces[ev.WorkspaceID]
 	var slow []*subscriber
 	for _, s := range subs {
@@ -361,6 +397,7 @@ type queue struct {
 	head   int
 	closed bool
 	space  chan struct{} // the replay waits on it for room; Poll closes it
+	wake   int           // once at most this many are queued
 }
 
 func (q *queue) pushLocked(ev *switchboard.Event, bound int) bool {
@@ -394,7 +431,7 @@ func (q *queue) poll() (*switchboard.Event, bool) {
 		}
 		q.head = 0
 	}
-	if q.space != nil {
+	if q.space != nil && len(q.items)-q.head <= q.wake {
 		close(q.space)
 		q.space = nil
 	}
@@ -402,6 +439,9 @@ func (q *queue) poll() (*switchboard.Event, bool) {
 }
 
 // push is the replay's blocking enqueue: it waits for room or for ctx.
+// A full queue wakes the replay once it has drained to half its bound, not
+// at every event taken, so that the consumer does not pay a wake-up (and
+// the replay a park) per event.
 func (q *queue) push(ctx context.Context, ev *switchboard.Event, bound int) bool {
 	for {
 		q.mu.Lock()
@@ -411,6 +451,7 @@ func (q *queue) push(ctx context.Context, ev *switchboard.Event, bound int) bool
 		}
 		if q.space == nil {
 			q.space = make(chan struct{})
+			q.wake = bound / 2
 		}
 		space := q.space
 		q.mu.Unlock()
@@ -492,7 +533,7 @@ func (b *Broker) Subscribe(ctx context.Context, req switchboard.SubscribeRequest
 		return sub, nil
 	}
 
-	first, err := b.src.EventsAfter(rctx, s.workspaceID, *req.AfterRevision, b.opts.ReplayPageSize)
+	first, err := b.eventsAfter(rctx, s.workspaceID, *req.AfterRevision, b.opts.ReplayPageSize)
 	if err != nil {
 		b.mu.Lock()
 		wasDone := s.done
@@ -560,7 +601,7 @@ func (b *Broker) replay(ctx context.Context, s *subscriber, page []*switchboard.
 		if len(page) < b.opts.ReplayPageSize {
 			break
 		}
-		page, err = b.src.EventsAfter(ctx, s.workspaceID, page[len(page)-1].Revision, b.opts.ReplayPageSize)
+		page, err = b.eventsAfter(ctx, s.workspaceID, page[len(page)-1].Revision, b.opts.ReplayPageSize)
 		if err != nil {
 			return
 		}
@@ -631,6 +672,9 @@ func (b *Broker) Close() error {
 		}
 	}
 	clear(b.pending)
+	if b.hist != nil {
+		b.hist.reset()
+	}
 	return nil
 }
 
@@ -638,11 +682,18 @@ func (b *Broker) Close() error {
 func (b *Broker) Stats() Stats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return Stats{
+	st := Stats{
 		Subscribers: b.nsubs,
 		Replaying:   b.nreplaying,
 		Delivered:   b.delivered.Load(),
 		Cutoffs:     b.cutoffs.Load(),
 		Pending:     len(b.pending),
 	}
+	if h := b.hist; h != nil {
+		h.mu.Lock()
+		st.HistoryEvents, st.HistoryBytes = h.events, h.bytes
+		st.ReplayPagesFromMemory, st.ReplayPagesFromStore = h.hits, h.misses
+		h.mu.Unlock()
+	}
+	return st
 }

@@ -22,6 +22,9 @@ type Sources struct {
 	Cutoffs      func() float64
 	Websockets   func() float64
 	StatusCounts func(context.Context) (map[switchboard.Status]uint64, error)
+	// The broker's replay history: events kept and their estimated bytes.
+	ReplayHistoryEvents func() float64
+	ReplayHistoryBytes  func() float64
 }
 
 // Metrics holds the collectors. Its methods are safe for concurrent use.
@@ -72,6 +75,8 @@ func New(src Sources) *Metrics {
 	gauge("switchboard_websockets", "Websocket connections currently open.", src.Websockets)
 	counter("switchboard_deliveries_total", "Events delivered to subscribers.", src.Deliveries)
 	counter("switchboard_subscriber_cutoffs_total", "Subscribers cut off for falling too far behind.", src.Cutoffs)
+	gauge("switchboard_replay_history_events", "Recent events kept in memory to replay resuming subscribers.", src.ReplayHistoryEvents)
+	gauge("switchboard_replay_history_bytes", "Estimated memory of the events kept to replay resuming subscribers.", src.ReplayHistoryBytes)
 	if src.StatusCounts != nil {
 		m.registry.MustRegister(&statusCollector{src.StatusCounts})
 	}
