@@ -211,57 +211,92 @@ type outMessage struct {
 	Payload any    `json:"payload,omitempty"`
 }
 
+// readWaiter is implemented by sockets whose reader can wait for input
+// without reading it (gorillaws).
+type readWaiter interface {
+	// WaitReadable blocks until the next message can be read, or reading
+	// would fail; false means it cannot wait and the caller reads at once.
+	WaitReadable() bool
+}
+
+// read is the socket's one goroutine at rest. Where the socket can wait
+// for input at a shallow depth, the reader only waits, and each message is
+// read and handled on a short-lived goroutine it waits for: gorilla's
+// frame parsing and gqlgen's executor then never run on the reader, whose
+// stack stays at the runtime's smallest size (a stack that has grown is
+// not given back while the goroutine waits at any depth). Otherwise the
+// reader reads each message itself and hands it to a short-lived goroutine.
 func (c *conn) read() {
 	defer c.shutdown()
+	w, _ := c.ws.(readWaiter)
 	for {
-		typ, r, err := c.ws.NextReader()
-		if err != nil {
-			if !errors.Is(err, transport.ErrWebsocketClosed) && !errors.Is(err, net.ErrClosed) {
-				c.report(err)
-			}
-			return
-		}
-		data, err := io.ReadAll(r)
-		if err != nil {
-			c.report(err)
-			return
-		}
-		if typ != textMessage {
-			c.invalid("binary frames are not part of the protocol")
-			return
-		}
-		var m inMessage
-		if err := json.Unmarshal(data, &m); err != nil {
-			c.invalid("not a JSON object")
-			return
-		}
-		switch m.Type {
-		case "subscribe", "start", "complete", "stop":
-			if m.ID == "" {
-				c.invalid(m.Type + " needs an id")
-				return
+		var ok bool
+		if w != nil && w.WaitReadable() {
+			ok = c.aside(c.readAndHandle)
+		} else {
+			var m inMessage
+			if m, ok = c.next(); ok {
+				ok = c.aside(func() bool { return c.handle(m) })
 			}
 		}
-		switch m.Type {
-		case "connection_init", "subscribe", "start":
-			if p := bytes.TrimSpace(m.Payload); len(p) > 0 && p[0] != '{' && string(p) != "null" {
-				c.invalid("the payload must be an object")
-				return
-			}
-		}
-		if !c.handleAside(m) {
+		if !ok {
 			return
 		}
 	}
 }
 
-// handleAside runs handle on a goroutine of its own and waits for it.
-// Handling a message runs gqlgen's executor, whose stack is deep; the
-// reader, which spends a socket's life blocked in a read, thus keeps the
-// small stack it needs for that.
-func (c *conn) handleAside(m inMessage) bool {
+func (c *conn) readAndHandle() bool {
+	m, ok := c.next()
+	return ok && c.handle(m)
+}
+
+// next reads one message and checks its shape; false ends the connection.
+func (c *conn) next() (inMessage, bool) {
+	var m inMessage
+	typ, r, err := c.ws.NextReader()
+	if err != nil {
+		if !errors.Is(err, transport.ErrWebsocketClosed) && !errors.Is(err, net.ErrClosed) {
+			c.report(err)
+		}
+		return m, false
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		c.report(err)
+		return m, false
+	}
+	if typ != textMessage {
+		c.invalid("binary frames are not part of the protocol")
+		return m, false
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		c.invalid("not a JSON object")
+		return m, false
+	}
+	switch m.Type {
+	case "subscribe", "start", "complete", "stop":
+		if m.ID == "" {
+			c.invalid(m.Type + " needs an id")
+			return m, false
+		}
+	}
+	switch m.Type {
+	case "connection_init", "subscribe", "start":
+		if p := bytes.TrimSpace(m.Payload); len(p) > 0 && p[0] != '{' && string(p) != "null" {
+			c.invalid("the payload must be an object")
+			return m, false
+		}
+	}
+	return m, true
+}
+
+// aside runs f on a goroutine of its own and waits for it. Reading and
+// handling a message go deep (gorilla, gqlgen's executor); the reader,
+// which spends a socket's life waiting, thus keeps the small stack it
+// needs for that.
+func (c *conn) aside(f func() bool) bool {
 	done := make(chan bool, 1)
-	go func() { done <- c.handle(m) }()
+	go func() { done <- f() }()
 	return <-done
 }
 
