@@ -497,7 +497,9 @@ func (c *conn) shutdown() {
 
 // end cancels the subscription's context and ends its source.
 func (s *sub) end() {
-	s.cancel()
+	if s.cancel != nil {
+		s.cancel()
+	}
 	if s.release != nil {
 		s.release()
 	}
@@ -517,10 +519,14 @@ type source interface {
 	// key), itemNone, or itemClosed.
 	take() (key uint64, state int)
 	// feed hands the item take received to gqlgen's executor, which
-	// receives it on the channel the resolver returned.
+	// receives it on the channel the resolver returned (or, after share,
+	// on the group executor's).
 	feed()
-	// ended runs the resolver's end hook.
-	ended()
+	// share makes feed send to the channel other's executor reads, and
+	// reports whether it could (both sources of one item type).
+	share(other source) bool
+	// ended runs the resolver's end hook; ctx is the connection's.
+	ended(ctx context.Context)
 }
 
 type sub struct {
@@ -578,10 +584,18 @@ func Attach[T any](ctx context.Context, src <-chan T, key func(T) uint64, ended 
 // poll returns the next item (ok true), or nothing yet (ok false, more
 // true), or the end (ok false, more false: the source has ended and every
 // item was taken). The event source calls the function Notifier returns
-// after each item it queues and after it ends. release, when set, is called
+// after it ends. release, when set, is called
 // when the subscription stops (complete, the socket's end, a panic): the
 // source then ends without watching the subscription's context.
-func AttachPoll[T any](ctx context.Context, poll func() (v T, ok, more bool), key func(T) uint64, ended, release func()) <-chan T {
+//
+// ended runs once the source has ended and every item was written, unless
+// the client completed the subscription or the socket is closing. It gets
+// the connection's context, which carries what the request's did (the
+// socket, for gorillaws.Close) and the InitFunc's values, so that it need
+// not keep the subscription's: the transport lets go of that context, and
+// of gqlgen's state for the operation, when another subscription of the
+// same group renders for it.
+func AttachPoll[T any](ctx context.Context, poll func() (v T, ok, more bool), key func(T) uint64, ended func(ctx context.Context), release func()) <-chan T {
 	s, ok := ctx.Value(pumpKey{}).(*sub)
 	if !ok {
 		return nil
@@ -596,7 +610,7 @@ type pollSource[T any] struct {
 	poll func() (T, bool, bool)
 	slot chan T
 	key  func(T) uint64
-	end  func()
+	end  func(context.Context)
 	cur  T
 }
 
@@ -619,9 +633,17 @@ func (ps *pollSource[T]) feed() {
 	ps.cur = zero
 }
 
-func (ps *pollSource[T]) ended() {
+func (ps *pollSource[T]) share(other source) bool {
+	o, ok := other.(*pollSource[T])
+	if ok {
+		ps.slot = o.slot
+	}
+	return ok
+}
+
+func (ps *pollSource[T]) ended(ctx context.Context) {
 	if ps.end != nil {
-		ps.end()
+		ps.end(ctx)
 	}
 }
 
@@ -652,7 +674,15 @@ func (cs *chanSource[T]) feed() {
 	cs.cur = zero
 }
 
-func (cs *chanSource[T]) ended() {
+func (cs *chanSource[T]) share(other source) bool {
+	o, ok := other.(*chanSource[T])
+	if ok {
+		cs.slot = o.slot
+	}
+	return ok
+}
+
+func (cs *chanSource[T]) ended(context.Context) {
 	if cs.end != nil {
 		cs.end()
 	}
@@ -705,7 +735,11 @@ func (c *conn) drain() {
 func (c *conn) pump(s *sub) {
 	defer func() {
 		if r := recover(); r != nil {
-			err := graphql.GetOperationContext(s.ctx).Recover(s.ctx, r)
+			ctx := s.ctx
+			if s.group != nil {
+				ctx = s.group.exec.ctx
+			}
+			err := graphql.GetOperationContext(ctx).Recover(ctx, r)
 			c.sendError(s.id, toGQLError(err))
 			s.end()
 		}
@@ -731,11 +765,12 @@ func (c *conn) pump(s *sub) {
 
 var suffix = []byte("}")
 
-// render runs gqlgen's executor on the item s.src holds, once per group.
+// render runs gqlgen's executor on the item s.src holds, once per group,
+// with the group's executor.
 func (c *conn) render(s *sub, key uint64) []byte {
 	g := s.group
 	if g == nil {
-		return c.execute(s)
+		return c.execute(s, s.responses, s.ctx)
 	}
 	if b := g.lookup(key); b != nil {
 		return b
@@ -745,16 +780,16 @@ func (c *conn) render(s *sub, key uint64) []byte {
 	if b := g.lookup(key); b != nil {
 		return b
 	}
-	b := c.execute(s)
+	b := c.execute(s, g.exec.responses, g.exec.ctx)
 	if b != nil {
 		g.store(key, b)
 	}
 	return b
 }
 
-func (c *conn) execute(s *sub) []byte {
+func (c *conn) execute(s *sub, responses graphql.ResponseHandler, ctx context.Context) []byte {
 	s.src.feed()
-	resp := s.responses(s.ctx)
+	resp := responses(ctx)
 	if resp == nil {
 		return nil
 	}
@@ -768,12 +803,17 @@ func (c *conn) execute(s *sub) []byte {
 
 // finish ends a subscription whose channel closed.
 func (c *conn) finish(s *sub) {
-	s.src.ended()
+	c.mu.Lock()
+	skip := s.stopped || c.closed
+	c.mu.Unlock()
+	if !skip && c.ctx.Err() == nil {
+		s.src.ended(c.ctx)
+	}
 	c.mu.Lock()
 	if c.subs[s.id] == s {
 		delete(c.subs, s.id)
 	}
-	skip := s.stopped || c.closed
+	skip = s.stopped || c.closed
 	c.mu.Unlock()
 	s.end()
 	if s.group != nil {
@@ -918,7 +958,26 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 		return true
 	}
 	if c.grouped {
-		s.group = c.t.groups.join(c.viewer + "\x00" + operationKey(rc))
+		// The group renders with the executor of the member that made
+		// it. Any other member only polls its own source: gqlgen's state
+		// for its operation (operation and field contexts, arguments,
+		// collected fields, the context layers) is let go, which is most
+		// of what a subscription costs at rest.
+		g, exec := c.t.groups.join(c.viewer+"\x00"+operationKey(rc), s.src, responses, ctx)
+		if exec || s.src.share(g.exec.src) {
+			s.group = g
+			s.ctx, s.responses = nil, nil
+			if s.release != nil {
+				// Nothing runs under this subscription's context any
+				// more (the group's executor has a copy without its
+				// cancellation) and its source ends by release:
+				// cancelling it now detaches it from the connection's.
+				s.cancel()
+				s.cancel = nil
+			}
+		} else {
+			c.t.groups.leave(g)
+		}
 	}
 	c.mu.Lock()
 	s.started = true
