@@ -151,7 +151,6 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		exec:   exec,
 		ctx:    ctx,
 		cancel: cancel,
-		subs:   map[string]*sub{},
 	}
 	if t.InitTimeout > 0 {
 		c.initTimer = time.AfterFunc(t.InitTimeout, func() {
@@ -185,13 +184,14 @@ type conn struct {
 	viewer  string          // ViewerKey of ctx, after init
 	grouped bool
 
-	mu        sync.Mutex
-	inited    bool
-	acked     bool
-	closed    bool
-	subs      map[string]*sub // running, by id
-	ready     []*sub          // subscriptions with items to take
-	draining  bool            // a drain goroutine is running
+	mu     sync.Mutex
+	inited bool
+	acked  bool
+	closed bool
+	subs   []*sub // running; a handful (MaxSubscriptions), so a slice, not a map
+
+	ready     []*sub // subscriptions with items to take
+	draining  bool   // a drain goroutine is running
 	initTimer *time.Timer
 	kaTimer   *time.Timer
 }
@@ -375,6 +375,7 @@ func (c *conn) init(payload json.RawMessage) bool {
 	c.inited = true
 	if c.initTimer != nil {
 		c.initTimer.Stop()
+		c.initTimer = nil
 	}
 	c.mu.Unlock()
 
@@ -810,9 +811,7 @@ func (c *conn) finish(s *sub) {
 		s.src.ended(c.ctx)
 	}
 	c.mu.Lock()
-	if c.subs[s.id] == s {
-		delete(c.subs, s.id)
-	}
+	c.removeLocked(s)
 	skip = s.stopped || c.closed
 	c.mu.Unlock()
 	s.end()
@@ -826,9 +825,9 @@ func (c *conn) finish(s *sub) {
 
 func (c *conn) stop(id string) {
 	c.mu.Lock()
-	s := c.subs[id]
+	s := c.findLocked(id)
 	if s != nil {
-		delete(c.subs, id)
+		c.removeLocked(s)
 		s.stopped = true
 	}
 	c.mu.Unlock()
@@ -888,7 +887,7 @@ func (c *conn) nextPrefix(id string) []byte {
 // for the broker that is registering and reading the first replay page.
 func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 	c.mu.Lock()
-	_, dup := c.subs[id]
+	dup := c.findLocked(id) != nil
 	full := c.t.MaxSubscriptions > 0 && len(c.subs) >= c.t.MaxSubscriptions
 	c.mu.Unlock()
 	if dup {
@@ -933,7 +932,7 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &sub{c: c, id: id, cancel: cancel, prefix: c.nextPrefix(id)}
 	c.mu.Lock()
-	c.subs[id] = s
+	c.subs = append(c.subs, s)
 	c.mu.Unlock()
 
 	if rc.Operation.Operation != ast.Subscription {
@@ -997,9 +996,7 @@ func (c *conn) runOnce(s *sub, ctx context.Context, rc *graphql.OperationContext
 			c.sendError(s.id, toGQLError(err))
 		}
 		c.mu.Lock()
-		if c.subs[s.id] == s {
-			delete(c.subs, s.id)
-		}
+		c.removeLocked(s)
 		skip := s.stopped || c.closed
 		c.mu.Unlock()
 		if !skip && c.ctx.Err() == nil {
@@ -1025,6 +1022,32 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// findLocked returns the running subscription id, or nil.
+func (c *conn) findLocked(id string) *sub {
+	for _, s := range c.subs {
+		if s.id == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// removeLocked takes s out of the running subscriptions, if it is there.
+func (c *conn) removeLocked(s *sub) {
+	for i, x := range c.subs {
+		if x == s {
+			last := len(c.subs) - 1
+			c.subs[i] = c.subs[last]
+			c.subs[last] = nil
+			c.subs = c.subs[:last]
+			if last == 0 {
+				c.subs = nil
+			}
+			return
+		}
+	}
 }
 
 // String is for debugging.
