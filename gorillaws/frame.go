@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"syscall"
 )
 
 // Reading whole frames, and waiting for the next one at a shallow depth.
@@ -119,10 +120,31 @@ func (f *frameCursor) advance(b []byte) {
 }
 
 // frameConn is the connection gorilla reads from: Read stops at the end of
-// the current frame. Writes and everything else go to the connection.
+// the current frame. Writes try the socket without waiting first, and call
+// before and after (OnBlockingWrite) around a write that has to wait.
 type frameConn struct {
 	net.Conn
 	cur frameCursor
+
+	raw           syscall.RawConn // nil: every write may wait
+	before, after func()
+}
+
+func (c *frameConn) Write(p []byte) (int, error) {
+	if c.before == nil {
+		return c.Conn.Write(p)
+	}
+	n := 0
+	if c.raw != nil {
+		n = tryWrite(c.raw, p)
+		if n == len(p) {
+			return n, nil
+		}
+	}
+	c.before()
+	m, err := c.Conn.Write(p[n:])
+	c.after()
+	return n + m, err
 }
 
 func (c *frameConn) Read(p []byte) (int, error) {

@@ -140,6 +140,7 @@ func (i *Implementation) Accept(w http.ResponseWriter, r *http.Request, options 
 	if hj.conn != nil && ws.NetConn() == net.Conn(hj.conn) {
 		c.frames = hj.conn
 		c.raw = rawConn(hj.conn.Conn)
+		hj.conn.raw = c.raw
 	}
 
 	i.mu.Lock()
@@ -401,6 +402,19 @@ func (c *conn) WaitReadable() bool {
 	c.reading = false
 	c.mu.Unlock()
 	return true
+}
+
+// OnBlockingWrite sets functions called around a write that has to wait
+// for the peer to take bytes (the kernel's send buffer is full): before
+// just before waiting, after once the write returns. Writes that go out at
+// once call neither. On sockets where that cannot be told apart (TLS,
+// other systems than Linux) every write counts as waiting. Set it before
+// the first write; it lets a pool of writer goroutines hand a waiting
+// writer's other work to a fresh goroutine instead of holding it up.
+func (c *conn) OnBlockingWrite(before, after func()) {
+	if c.frames != nil {
+		c.frames.before, c.frames.after = before, after
+	}
 }
 
 // WriteJSON writes v as one text message within the write timeout. A

@@ -45,3 +45,24 @@ func peekReadable(fd uintptr) bool {
 		return true
 	}
 }
+
+// tryWrite writes what the socket takes without waiting and returns how
+// much that was; a full send buffer, a deadline already past or an error
+// leave the rest to the caller's ordinary write, which waits or reports.
+func tryWrite(rc syscall.RawConn, p []byte) int {
+	n := 0
+	_ = rc.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			k, err := syscall.Write(int(fd), p[n:])
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil || k <= 0 {
+				break
+			}
+			n += k
+		}
+		return true
+	})
+	return n
+}

@@ -96,7 +96,8 @@ type Transport struct {
 	// ErrorFunc, when set, hears read and write errors.
 	ErrorFunc func(ctx context.Context, err error)
 
-	groups groups
+	groups  groups
+	writers writers
 }
 
 var _ graphql.Transport = (*Transport)(nil)
@@ -132,6 +133,11 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		_ = ws.Close()
 		return
 	}
+	pooled := false
+	if bn, ok := ws.(blockNotifier); ok {
+		bn.OnBlockingWrite(t.writers.blocking, t.writers.unblocked)
+		pooled = true
+	}
 	if t.ReadLimit > 0 {
 		if l, ok := ws.(transport.WebsocketReadLimiter); ok {
 			l.SetReadLimit(t.ReadLimit)
@@ -148,6 +154,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		ws:     ws,
 		tw:     tw,
 		legacy: proto == ProtoGraphQLWS,
+		pooled: pooled,
 		exec:   exec,
 		ctx:    ctx,
 		cancel: cancel,
@@ -169,6 +176,14 @@ type textWriter interface {
 	WriteText(parts ...[]byte) error
 }
 
+// blockNotifier is implemented by sockets that say when a write has to
+// wait for the peer (gorillaws); their drains run on the transport's
+// writers. Others get a goroutine per drain, which may wait as long as it
+// must.
+type blockNotifier interface {
+	OnBlockingWrite(before, after func())
+}
+
 // conn is one websocket. The reader goroutine owns inited/acked changes and
 // starts subscriptions; writes come from it, from timers and from the
 // short-lived drain goroutine.
@@ -177,6 +192,7 @@ type conn struct {
 	ws     transport.WebsocketConn
 	tw     textWriter
 	legacy bool
+	pooled bool // drains run on t.writers
 	exec   graphql.GraphExecutor
 	cancel context.CancelFunc
 
@@ -710,7 +726,11 @@ func (c *conn) queueLocked(s *sub) {
 	c.ready = append(c.ready, s)
 	if !c.draining {
 		c.draining = true
-		go c.drain()
+		if c.pooled {
+			c.t.writers.start(c)
+		} else {
+			go c.drain()
+		}
 	}
 }
 
