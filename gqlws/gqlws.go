@@ -6,17 +6,21 @@
 // that waits for the request to end, a keep-alive ticker goroutine (legacy
 // protocol), and one goroutine per subscription parked on the resolver's
 // channel; resolvers that adapt a broker add one more. Here a socket at
-// rest has one goroutine, its reader (the HTTP handler's own), and a
-// subscription has none:
+// rest has one goroutine, its reader, which only waits for input at a
+// shallow depth (each message is read and handled on a short-lived
+// goroutine), and a subscription has none:
 //
 //   - A subscription resolver hands its source (a channel, or a poll
-//     function) to the transport with Attach or AttachPoll, and has its event source call the function Notifier
-//     returns after each item it sends (the fan-out broker does this from
-//     its publish path). The notification queues the subscription on its
-//     socket; a goroutine that lives only while the socket has items to
-//     write takes them off the channel, runs gqlgen's executor on each,
-//     and writes the result under the socket's write deadline. A slow
-//     client stalls only that socket's short-lived writer.
+//     function) to the transport with Attach or AttachPoll, and has its
+//     event source call the function Notifier returns after each item it
+//     sends (the fan-out broker does this from its publish path). The
+//     notification queues the subscription on its socket and the socket on
+//     the transport's writers: one goroutine per CPU, living only while
+//     sockets have items to write, takes the items off the source, runs
+//     gqlgen's executor on each, and writes the result under the socket's
+//     write deadline. A writer about to wait for a client that stopped
+//     reading hands the other sockets to a new writer first, so a slow
+//     client stalls only its own socket.
 //   - Keep-alives and the connection_init timeout are runtime timers
 //     (time.AfterFunc), which hold no goroutine while they wait.
 //   - Each event is executed once per group of identical subscriptions:
@@ -25,6 +29,8 @@
 //     about the viewer changes the result, from Transport.ViewerKey). The
 //     marshaled payload is cached by the item's key and written to every
 //     member with only a per-subscription prefix ({"id":...,"type":...}).
+//     The group executes with the gqlgen state of the member that made
+//     it; the other members keep none.
 //
 // Besides the protocols, the transport applies the rules gqlgen leaves
 // out: 4408 when connection_init does not come within InitTimeout, 4401 for
@@ -186,7 +192,7 @@ type blockNotifier interface {
 
 // conn is one websocket. The reader goroutine owns inited/acked changes and
 // starts subscriptions; writes come from it, from timers and from the
-// short-lived drain goroutine.
+// drain (a writer).
 type conn struct {
 	t      *Transport
 	ws     transport.WebsocketConn
@@ -207,7 +213,7 @@ type conn struct {
 	subs   []*sub // running; a handful (MaxSubscriptions), so a slice, not a map
 
 	ready     []*sub // subscriptions with items to take
-	draining  bool   // a drain goroutine is running
+	draining  bool   // queued on or drained by a writer
 	initTimer *time.Timer
 	kaTimer   *time.Timer
 }
@@ -705,7 +711,7 @@ func (cs *chanSource[T]) ended(context.Context) {
 	}
 }
 
-// notify queues s on its socket and makes sure a drain goroutine runs. It
+// notify queues s on its socket and makes sure a writer will drain it. It
 // is called from the broker's publish path: it never blocks.
 func (s *sub) notify() {
 	c := s.c
@@ -736,24 +742,50 @@ func (c *conn) queueLocked(s *sub) {
 
 // drain takes and writes every ready item, then exits.
 func (c *conn) drain() {
-	for {
-		c.mu.Lock()
-		if len(c.ready) == 0 {
-			c.draining = false
-			c.ready = nil
-			c.mu.Unlock()
-			return
-		}
-		s := c.ready[0]
-		c.ready[0] = nil
-		c.ready = c.ready[1:]
-		s.queued = false
-		c.mu.Unlock()
-		c.pump(s)
+	for c.step(0) {
 	}
 }
 
-func (c *conn) pump(s *sub) {
+// step writes the items of the next ready subscription, at most limit of
+// them (0: all), and reports whether the socket has more to write; when it
+// has not, the socket is no longer draining. A subscription stopped by the
+// limit goes back to the end of the ready list.
+//
+// The writers take one item per visit and put the socket back at the end
+// of their queue: a fan-out of several events then goes out event by event
+// across the sockets, which keeps each group's few cached payloads useful,
+// and no socket with a backlog holds a writer.
+func (c *conn) step(limit int) bool {
+	c.mu.Lock()
+	if len(c.ready) == 0 {
+		c.draining = false
+		c.ready = nil
+		c.mu.Unlock()
+		return false
+	}
+	s := c.ready[0]
+	c.ready[0] = nil
+	c.ready = c.ready[1:]
+	s.queued = false
+	c.mu.Unlock()
+	more := c.pump(s, limit)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if more && !s.queued {
+		s.queued = true
+		c.ready = append(c.ready, s)
+	}
+	if len(c.ready) == 0 {
+		c.draining = false
+		c.ready = nil
+		return false
+	}
+	return true
+}
+
+// pump writes s's items until none is left, or limit were written (0: no
+// limit); it reports whether it stopped at the limit.
+func (c *conn) pump(s *sub, limit int) (atLimit bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			ctx := s.ctx
@@ -763,17 +795,19 @@ func (c *conn) pump(s *sub) {
 			err := graphql.GetOperationContext(ctx).Recover(ctx, r)
 			c.sendError(s.id, toGQLError(err))
 			s.end()
+			atLimit = false
 		}
 	}()
-	for {
+	for n := 0; limit == 0 || n < limit; {
 		key, state := s.src.take()
 		switch state {
 		case itemNone:
-			return
+			return false
 		case itemClosed:
 			c.finish(s)
-			return
+			return false
 		}
+		n++
 		payload := c.render(s, key)
 		if payload == nil {
 			continue
@@ -782,6 +816,7 @@ func (c *conn) pump(s *sub) {
 			c.report(err)
 		}
 	}
+	return true
 }
 
 var suffix = []byte("}")
@@ -903,7 +938,8 @@ func (c *conn) nextPrefix(id string) []byte {
 	return b
 }
 
-// subscribe starts operation id. The resolver runs here, in the reader:
+// subscribe starts operation id. The resolver runs here, while the reader
+// waits:
 // for the broker that is registering and reading the first replay page.
 func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 	c.mu.Lock()

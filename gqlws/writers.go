@@ -6,8 +6,9 @@ import (
 )
 
 // writers runs the drains of a transport's sockets on a few goroutines:
-// as many as there are CPUs, each taking the next socket with items to
-// write once it is done with one, and ending when none is left. A socket
+// as many as there are CPUs, each writing one item of the next socket in
+// line and putting the socket back at the end of the line if it has more,
+// and ending when no socket is left. A socket
 // at rest thus has no writer, and a fan-out to many sockets does not start
 // a goroutine per socket (a fresh goroutine starts on the runtime's
 // smallest stack and has to grow it to run gqlgen and gorilla's write
@@ -60,8 +61,11 @@ func (w *writers) nextLocked() *conn {
 
 func (w *writers) work(c *conn) {
 	for c != nil {
-		c.drain()
+		more := c.step(1)
 		w.mu.Lock()
+		if more {
+			w.queue = append(w.queue, c)
+		}
 		c = w.nextLocked()
 		if c == nil {
 			w.running--
