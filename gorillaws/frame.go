@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -126,12 +127,17 @@ type frameConn struct {
 	net.Conn
 	cur frameCursor
 
-	raw           syscall.RawConn // nil: every write may wait
-	before, after func()
+	raw   syscall.RawConn // nil: every write may wait
+	hooks atomic.Pointer[blockHooks]
 }
 
+// blockHooks are OnBlockingWrite's functions; set while a Shutdown may
+// already be writing a close frame, hence the atomic pointer.
+type blockHooks struct{ before, after func() }
+
 func (c *frameConn) Write(p []byte) (int, error) {
-	if c.before == nil {
+	h := c.hooks.Load()
+	if h == nil {
 		return c.Conn.Write(p)
 	}
 	n := 0
@@ -141,9 +147,9 @@ func (c *frameConn) Write(p []byte) (int, error) {
 			return n, nil
 		}
 	}
-	c.before()
+	h.before()
 	m, err := c.Conn.Write(p[n:])
-	c.after()
+	h.after()
 	return n + m, err
 }
 

@@ -413,7 +413,7 @@ func (c *conn) WaitReadable() bool {
 // writer's other work to a fresh goroutine instead of holding it up.
 func (c *conn) OnBlockingWrite(before, after func()) {
 	if c.frames != nil {
-		c.frames.before, c.frames.after = before, after
+		c.frames.hooks.Store(&blockHooks{before: before, after: after})
 	}
 }
 

@@ -104,6 +104,9 @@ type Transport struct {
 
 	groups  groups
 	writers writers
+	// The writers' hooks as func values, made once rather than per socket.
+	hooksOnce           sync.Once
+	blocking, unblocked func()
 }
 
 var _ graphql.Transport = (*Transport)(nil)
@@ -141,7 +144,8 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	}
 	pooled := false
 	if bn, ok := ws.(blockNotifier); ok {
-		bn.OnBlockingWrite(t.writers.blocking, t.writers.unblocked)
+		t.hooksOnce.Do(func() { t.blocking, t.unblocked = t.writers.blocking, t.writers.unblocked })
+		bn.OnBlockingWrite(t.blocking, t.unblocked)
 		pooled = true
 	}
 	if t.ReadLimit > 0 {
