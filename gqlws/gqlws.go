@@ -611,9 +611,10 @@ func Attach[T any](ctx context.Context, src <-chan T, key func(T) uint64, ended 
 // poll returns the next item (ok true), or nothing yet (ok false, more
 // true), or the end (ok false, more false: the source has ended and every
 // item was taken). The event source calls the function Notifier returns
-// after it ends. release, when set, is called
-// when the subscription stops (complete, the socket's end, a panic): the
-// source then ends without watching the subscription's context.
+// after each item it queues and after it ends. release, when set, is
+// called when the subscription stops (complete, the socket's end, a
+// panic): the source then ends without watching the subscription's
+// context.
 //
 // ended runs once the source has ended and every item was written, unless
 // the client completed the subscription or the socket is closing. It gets
