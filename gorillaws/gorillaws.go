@@ -24,10 +24,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -129,11 +131,17 @@ func (i *Implementation) Accept(w http.ResponseWriter, r *http.Request, options 
 	}
 	up := i.upgrader
 	up.Subprotocols = append([]string(nil), options.Subprotocols...)
-	ws, err := up.Upgrade(w, r, options.ResponseHeader)
+	hj := &hijacker{ResponseWriter: w}
+	ws, err := up.Upgrade(hj, r, options.ResponseHeader)
 	if err != nil {
 		return nil, err
 	}
 	c := &conn{ws: ws, impl: i, writeTimeout: i.writeTimeout, done: make(chan struct{})}
+	if hj.conn != nil && ws.NetConn() == net.Conn(hj.conn) {
+		c.frames = hj.conn
+		c.raw = rawConn(hj.conn.Conn)
+		hj.conn.raw = c.raw
+	}
 
 	i.mu.Lock()
 	down := i.shutdown
@@ -292,6 +300,11 @@ type conn struct {
 
 	writeMu sync.Mutex // serializes data messages
 
+	// frames is what gorilla reads from, raw the socket under it; raw is
+	// nil when readability cannot be waited for (see WaitReadable).
+	frames *frameConn
+	raw    syscall.RawConn
+
 	mu         sync.Mutex
 	closing    bool        // a close frame went out (or was tried)
 	reading    bool        // gqlgen is inside NextReader
@@ -356,6 +369,52 @@ func (c *conn) NextReader() (int, io.Reader, error) {
 		return typ, nil, transport.ErrWebsocketClosed
 	}
 	return typ, nil, err
+}
+
+// WaitReadable blocks until the socket has input, reaches its end, fails,
+// is closed or passes its read deadline, and reports true; the next
+// NextReader then returns at once or with the error. It reports false,
+// at once, when it cannot wait: the socket is not a kernel socket (TLS,
+// other systems than Linux), the socket is closing, or gorilla is in the
+// middle of a frame (NextReader has not returned a whole message). Then
+// the caller just calls NextReader.
+//
+// It waits with a non-blocking MSG_PEEK through syscall.RawConn, which
+// uses a few hundred bytes of stack, so that the goroutine waiting on an
+// idle socket can stay at the runtime's smallest stack while the reading
+// itself (gorilla's frame parsing and whatever handles the message) runs
+// on a short-lived goroutine. Reads go through frameConn, which never
+// hands gorilla bytes past the end of the frame being read, so nothing of
+// the next message sits in gorilla's buffer unseen by the wait.
+func (c *conn) WaitReadable() bool {
+	if c.raw == nil {
+		return false
+	}
+	c.mu.Lock()
+	if c.lingering || c.closed || !c.frames.cur.atBoundary() {
+		c.mu.Unlock()
+		return false
+	}
+	c.reading = true
+	c.mu.Unlock()
+	_ = c.raw.Read(peekReadable)
+	c.mu.Lock()
+	c.reading = false
+	c.mu.Unlock()
+	return true
+}
+
+// OnBlockingWrite sets functions called around a write that has to wait
+// for the peer to take bytes (the kernel's send buffer is full): before
+// just before waiting, after once the write returns. Writes that go out at
+// once call neither. On sockets where that cannot be told apart (TLS,
+// other systems than Linux) every write counts as waiting. Set it before
+// the first write; it lets a pool of writer goroutines hand a waiting
+// writer's other work to a fresh goroutine instead of holding it up.
+func (c *conn) OnBlockingWrite(before, after func()) {
+	if c.frames != nil {
+		c.frames.hooks.Store(&blockHooks{before: before, after: after})
+	}
 }
 
 // WriteJSON writes v as one text message within the write timeout. A

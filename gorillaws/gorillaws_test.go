@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -427,4 +428,106 @@ func TestStalledClientDoesNotBlockOthers(t *testing.T) {
 		t.Fatalf("healthy client's write failed: %v", healthyErr)
 	}
 	waitFor(t, "the stalled socket to close", func() bool { return impl.Count() == 1 })
+}
+
+// acceptServer accepts websockets with Accept alone and hands them over.
+func acceptServer(t *testing.T) (impl *gorillaws.Implementation, url string, conns chan transport.WebsocketConn) {
+	t.Helper()
+	impl = gorillaws.New(gorillaws.Options{ReadBufferSize: 256})
+	conns = make(chan transport.WebsocketConn, 4)
+	hs := httptest.NewServer(impl.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := impl.Accept(w, r, transport.WebsocketAcceptOptions{Subprotocols: []string{transportWS}})
+		if err == nil {
+			conns <- c
+		}
+	})))
+	t.Cleanup(func() {
+		impl.Shutdown("test over")
+		hs.Close()
+	})
+	return impl, "ws" + strings.TrimPrefix(hs.URL, "http"), conns
+}
+
+type readWaiter interface{ WaitReadable() bool }
+
+func TestWaitReadable(t *testing.T) {
+	impl, url, conns := acceptServer(t)
+	next := func() (transport.WebsocketConn, readWaiter, *websocket.Conn) {
+		client := dial(t, url, transportWS, nil)
+		c := <-conns
+		w, ok := c.(readWaiter)
+		if !ok {
+			t.Fatal("the connection does not implement WaitReadable")
+		}
+		return c, w, client
+	}
+
+	t.Run("input", func(t *testing.T) {
+		c, w, client := next()
+		done := make(chan bool)
+		go func() { done <- w.WaitReadable() }()
+		send(t, client, msg{Type: "ping"})
+		if !<-done {
+			t.Fatal("WaitReadable could not wait on a TCP socket")
+		}
+		_, r, err := c.NextReader()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r)
+		if string(b) != `{"type":"ping"}`+"\n" {
+			t.Fatalf("read %q", b)
+		}
+		_ = c.Close()
+	})
+	t.Run("read deadline", func(t *testing.T) {
+		c, w, _ := next()
+		_ = c.(transport.WebsocketReadDeadliner).SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		if !w.WaitReadable() {
+			t.Fatal("WaitReadable could not wait")
+		}
+		_, _, err := c.NextReader()
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("NextReader after the deadline: %v; want a timeout", err)
+		}
+		_ = c.Close()
+	})
+	t.Run("close while waiting, peer silent", func(t *testing.T) {
+		c, w, _ := next()
+		done := make(chan bool)
+		go func() { done <- w.WaitReadable() }()
+		waitFor(t, "the wait to start", func() bool { return strings.Contains(allStacks(), "WaitReadable") })
+		_ = c.WriteClose(4000, "bye")
+		_ = c.Close() // the waiting reader owns reading: no lingering reader starts
+		// The peer never answers; the close grace drops the socket, which
+		// ends the wait.
+		<-done
+		if _, _, err := c.NextReader(); !errors.Is(err, transport.ErrWebsocketClosed) && !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("NextReader after close: %v", err)
+		}
+		if w.WaitReadable() {
+			t.Fatal("WaitReadable waited on a closed socket")
+		}
+	})
+	t.Run("close while waiting, peer answers", func(t *testing.T) {
+		c, w, client := next()
+		done := make(chan bool)
+		go func() { done <- w.WaitReadable() }()
+		_ = c.WriteClose(4000, "bye")
+		_ = c.Close()
+		if ce := readClose(t, client); ce.Code != 4000 {
+			t.Fatalf("close code %d", ce.Code)
+		}
+		<-done
+		if _, _, err := c.NextReader(); !errors.Is(err, transport.ErrWebsocketClosed) {
+			t.Fatalf("NextReader after the peer's close: %v; want ErrWebsocketClosed", err)
+		}
+	})
+	waitFor(t, "every socket to close", func() bool { return impl.Count() == 0 })
+}
+
+func allStacks() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
 }

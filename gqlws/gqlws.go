@@ -6,17 +6,21 @@
 // that waits for the request to end, a keep-alive ticker goroutine (legacy
 // protocol), and one goroutine per subscription parked on the resolver's
 // channel; resolvers that adapt a broker add one more. Here a socket at
-// rest has one goroutine, its reader (the HTTP handler's own), and a
-// subscription has none:
+// rest has one goroutine, its reader, which only waits for input at a
+// shallow depth (each message is read and handled on a short-lived
+// goroutine), and a subscription has none:
 //
 //   - A subscription resolver hands its source (a channel, or a poll
-//     function) to the transport with Attach or AttachPoll, and has its event source call the function Notifier
-//     returns after each item it sends (the fan-out broker does this from
-//     its publish path). The notification queues the subscription on its
-//     socket; a goroutine that lives only while the socket has items to
-//     write takes them off the channel, runs gqlgen's executor on each,
-//     and writes the result under the socket's write deadline. A slow
-//     client stalls only that socket's short-lived writer.
+//     function) to the transport with Attach or AttachPoll, and has its
+//     event source call the function Notifier returns after each item it
+//     sends (the fan-out broker does this from its publish path). The
+//     notification queues the subscription on its socket and the socket on
+//     the transport's writers: one goroutine per CPU, living only while
+//     sockets have items to write, takes the items off the source, runs
+//     gqlgen's executor on each, and writes the result under the socket's
+//     write deadline. A writer about to wait for a client that stopped
+//     reading hands the other sockets to a new writer first, so a slow
+//     client stalls only its own socket.
 //   - Keep-alives and the connection_init timeout are runtime timers
 //     (time.AfterFunc), which hold no goroutine while they wait.
 //   - Each event is executed once per group of identical subscriptions:
@@ -25,6 +29,8 @@
 //     about the viewer changes the result, from Transport.ViewerKey). The
 //     marshaled payload is cached by the item's key and written to every
 //     member with only a per-subscription prefix ({"id":...,"type":...}).
+//     The group executes with the gqlgen state of the member that made
+//     it; the other members keep none.
 //
 // Besides the protocols, the transport applies the rules gqlgen leaves
 // out: 4408 when connection_init does not come within InitTimeout, 4401 for
@@ -96,7 +102,11 @@ type Transport struct {
 	// ErrorFunc, when set, hears read and write errors.
 	ErrorFunc func(ctx context.Context, err error)
 
-	groups groups
+	groups  groups
+	writers writers
+	// The writers' hooks as func values, made once rather than per socket.
+	hooksOnce           sync.Once
+	blocking, unblocked func()
 }
 
 var _ graphql.Transport = (*Transport)(nil)
@@ -132,6 +142,12 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		_ = ws.Close()
 		return
 	}
+	pooled := false
+	if bn, ok := ws.(blockNotifier); ok {
+		t.hooksOnce.Do(func() { t.blocking, t.unblocked = t.writers.blocking, t.writers.unblocked })
+		bn.OnBlockingWrite(t.blocking, t.unblocked)
+		pooled = true
+	}
 	if t.ReadLimit > 0 {
 		if l, ok := ws.(transport.WebsocketReadLimiter); ok {
 			l.SetReadLimit(t.ReadLimit)
@@ -148,10 +164,10 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		ws:     ws,
 		tw:     tw,
 		legacy: proto == ProtoGraphQLWS,
+		pooled: pooled,
 		exec:   exec,
 		ctx:    ctx,
 		cancel: cancel,
-		subs:   map[string]*sub{},
 	}
 	if t.InitTimeout > 0 {
 		c.initTimer = time.AfterFunc(t.InitTimeout, func() {
@@ -170,14 +186,23 @@ type textWriter interface {
 	WriteText(parts ...[]byte) error
 }
 
+// blockNotifier is implemented by sockets that say when a write has to
+// wait for the peer (gorillaws); their drains run on the transport's
+// writers. Others get a goroutine per drain, which may wait as long as it
+// must.
+type blockNotifier interface {
+	OnBlockingWrite(before, after func())
+}
+
 // conn is one websocket. The reader goroutine owns inited/acked changes and
 // starts subscriptions; writes come from it, from timers and from the
-// short-lived drain goroutine.
+// drain (a writer).
 type conn struct {
 	t      *Transport
 	ws     transport.WebsocketConn
 	tw     textWriter
 	legacy bool
+	pooled bool // drains run on t.writers
 	exec   graphql.GraphExecutor
 	cancel context.CancelFunc
 
@@ -185,13 +210,14 @@ type conn struct {
 	viewer  string          // ViewerKey of ctx, after init
 	grouped bool
 
-	mu        sync.Mutex
-	inited    bool
-	acked     bool
-	closed    bool
-	subs      map[string]*sub // running, by id
-	ready     []*sub          // subscriptions with items to take
-	draining  bool            // a drain goroutine is running
+	mu     sync.Mutex
+	inited bool
+	acked  bool
+	closed bool
+	subs   []*sub // running; a handful (MaxSubscriptions), so a slice, not a map
+
+	ready     []*sub // subscriptions with items to take
+	draining  bool   // queued on or drained by a writer
 	initTimer *time.Timer
 	kaTimer   *time.Timer
 }
@@ -211,57 +237,92 @@ type outMessage struct {
 	Payload any    `json:"payload,omitempty"`
 }
 
+// readWaiter is implemented by sockets whose reader can wait for input
+// without reading it (gorillaws).
+type readWaiter interface {
+	// WaitReadable blocks until the next message can be read, or reading
+	// would fail; false means it cannot wait and the caller reads at once.
+	WaitReadable() bool
+}
+
+// read is the socket's one goroutine at rest. Where the socket can wait
+// for input at a shallow depth, the reader only waits, and each message is
+// read and handled on a short-lived goroutine it waits for: gorilla's
+// frame parsing and gqlgen's executor then never run on the reader, whose
+// stack stays at the runtime's smallest size (a stack that has grown is
+// not given back while the goroutine waits at any depth). Otherwise the
+// reader reads each message itself and hands it to a short-lived goroutine.
 func (c *conn) read() {
 	defer c.shutdown()
+	w, _ := c.ws.(readWaiter)
 	for {
-		typ, r, err := c.ws.NextReader()
-		if err != nil {
-			if !errors.Is(err, transport.ErrWebsocketClosed) && !errors.Is(err, net.ErrClosed) {
-				c.report(err)
-			}
-			return
-		}
-		data, err := io.ReadAll(r)
-		if err != nil {
-			c.report(err)
-			return
-		}
-		if typ != textMessage {
-			c.invalid("binary frames are not part of the protocol")
-			return
-		}
-		var m inMessage
-		if err := json.Unmarshal(data, &m); err != nil {
-			c.invalid("not a JSON object")
-			return
-		}
-		switch m.Type {
-		case "subscribe", "start", "complete", "stop":
-			if m.ID == "" {
-				c.invalid(m.Type + " needs an id")
-				return
+		var ok bool
+		if w != nil && w.WaitReadable() {
+			ok = c.aside(c.readAndHandle)
+		} else {
+			var m inMessage
+			if m, ok = c.next(); ok {
+				ok = c.aside(func() bool { return c.handle(m) })
 			}
 		}
-		switch m.Type {
-		case "connection_init", "subscribe", "start":
-			if p := bytes.TrimSpace(m.Payload); len(p) > 0 && p[0] != '{' && string(p) != "null" {
-				c.invalid("the payload must be an object")
-				return
-			}
-		}
-		if !c.handleAside(m) {
+		if !ok {
 			return
 		}
 	}
 }
 
-// handleAside runs handle on a goroutine of its own and waits for it.
-// Handling a message runs gqlgen's executor, whose stack is deep; the
-// reader, which spends a socket's life blocked in a read, thus keeps the
-// small stack it needs for that.
-func (c *conn) handleAside(m inMessage) bool {
+func (c *conn) readAndHandle() bool {
+	m, ok := c.next()
+	return ok && c.handle(m)
+}
+
+// next reads one message and checks its shape; false ends the connection.
+func (c *conn) next() (inMessage, bool) {
+	var m inMessage
+	typ, r, err := c.ws.NextReader()
+	if err != nil {
+		if !errors.Is(err, transport.ErrWebsocketClosed) && !errors.Is(err, net.ErrClosed) {
+			c.report(err)
+		}
+		return m, false
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		c.report(err)
+		return m, false
+	}
+	if typ != textMessage {
+		c.invalid("binary frames are not part of the protocol")
+		return m, false
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		c.invalid("not a JSON object")
+		return m, false
+	}
+	switch m.Type {
+	case "subscribe", "start", "complete", "stop":
+		if m.ID == "" {
+			c.invalid(m.Type + " needs an id")
+			return m, false
+		}
+	}
+	switch m.Type {
+	case "connection_init", "subscribe", "start":
+		if p := bytes.TrimSpace(m.Payload); len(p) > 0 && p[0] != '{' && string(p) != "null" {
+			c.invalid("the payload must be an object")
+			return m, false
+		}
+	}
+	return m, true
+}
+
+// aside runs f on a goroutine of its own and waits for it. Reading and
+// handling a message go deep (gorilla, gqlgen's executor); the reader,
+// which spends a socket's life waiting, thus keeps the small stack it
+// needs for that.
+func (c *conn) aside(f func() bool) bool {
 	done := make(chan bool, 1)
-	go func() { done <- c.handle(m) }()
+	go func() { done <- f() }()
 	return <-done
 }
 
@@ -340,6 +401,7 @@ func (c *conn) init(payload json.RawMessage) bool {
 	c.inited = true
 	if c.initTimer != nil {
 		c.initTimer.Stop()
+		c.initTimer = nil
 	}
 	c.mu.Unlock()
 
@@ -462,7 +524,9 @@ func (c *conn) shutdown() {
 
 // end cancels the subscription's context and ends its source.
 func (s *sub) end() {
-	s.cancel()
+	if s.cancel != nil {
+		s.cancel()
+	}
 	if s.release != nil {
 		s.release()
 	}
@@ -482,10 +546,14 @@ type source interface {
 	// key), itemNone, or itemClosed.
 	take() (key uint64, state int)
 	// feed hands the item take received to gqlgen's executor, which
-	// receives it on the channel the resolver returned.
+	// receives it on the channel the resolver returned (or, after share,
+	// on the group executor's).
 	feed()
-	// ended runs the resolver's end hook.
-	ended()
+	// share makes feed send to the channel other's executor reads, and
+	// reports whether it could (both sources of one item type).
+	share(other source) bool
+	// ended runs the resolver's end hook; ctx is the connection's.
+	ended(ctx context.Context)
 }
 
 type sub struct {
@@ -543,10 +611,19 @@ func Attach[T any](ctx context.Context, src <-chan T, key func(T) uint64, ended 
 // poll returns the next item (ok true), or nothing yet (ok false, more
 // true), or the end (ok false, more false: the source has ended and every
 // item was taken). The event source calls the function Notifier returns
-// after each item it queues and after it ends. release, when set, is called
-// when the subscription stops (complete, the socket's end, a panic): the
-// source then ends without watching the subscription's context.
-func AttachPoll[T any](ctx context.Context, poll func() (v T, ok, more bool), key func(T) uint64, ended, release func()) <-chan T {
+// after each item it queues and after it ends. release, when set, is
+// called when the subscription stops (complete, the socket's end, a
+// panic): the source then ends without watching the subscription's
+// context.
+//
+// ended runs once the source has ended and every item was written, unless
+// the client completed the subscription or the socket is closing. It gets
+// the connection's context, which carries what the request's did (the
+// socket, for gorillaws.Close) and the InitFunc's values, so that it need
+// not keep the subscription's: the transport lets go of that context, and
+// of gqlgen's state for the operation, when another subscription of the
+// same group renders for it.
+func AttachPoll[T any](ctx context.Context, poll func() (v T, ok, more bool), key func(T) uint64, ended func(ctx context.Context), release func()) <-chan T {
 	s, ok := ctx.Value(pumpKey{}).(*sub)
 	if !ok {
 		return nil
@@ -561,7 +638,7 @@ type pollSource[T any] struct {
 	poll func() (T, bool, bool)
 	slot chan T
 	key  func(T) uint64
-	end  func()
+	end  func(context.Context)
 	cur  T
 }
 
@@ -584,9 +661,17 @@ func (ps *pollSource[T]) feed() {
 	ps.cur = zero
 }
 
-func (ps *pollSource[T]) ended() {
+func (ps *pollSource[T]) share(other source) bool {
+	o, ok := other.(*pollSource[T])
+	if ok {
+		ps.slot = o.slot
+	}
+	return ok
+}
+
+func (ps *pollSource[T]) ended(ctx context.Context) {
 	if ps.end != nil {
-		ps.end()
+		ps.end(ctx)
 	}
 }
 
@@ -617,13 +702,21 @@ func (cs *chanSource[T]) feed() {
 	cs.cur = zero
 }
 
-func (cs *chanSource[T]) ended() {
+func (cs *chanSource[T]) share(other source) bool {
+	o, ok := other.(*chanSource[T])
+	if ok {
+		cs.slot = o.slot
+	}
+	return ok
+}
+
+func (cs *chanSource[T]) ended(context.Context) {
 	if cs.end != nil {
 		cs.end()
 	}
 }
 
-// notify queues s on its socket and makes sure a drain goroutine runs. It
+// notify queues s on its socket and makes sure a writer will drain it. It
 // is called from the broker's publish path: it never blocks.
 func (s *sub) notify() {
 	c := s.c
@@ -644,46 +737,82 @@ func (c *conn) queueLocked(s *sub) {
 	c.ready = append(c.ready, s)
 	if !c.draining {
 		c.draining = true
-		go c.drain()
+		if c.pooled {
+			c.t.writers.start(c)
+		} else {
+			go c.drain()
+		}
 	}
 }
 
 // drain takes and writes every ready item, then exits.
 func (c *conn) drain() {
-	for {
-		c.mu.Lock()
-		if len(c.ready) == 0 {
-			c.draining = false
-			c.ready = nil
-			c.mu.Unlock()
-			return
-		}
-		s := c.ready[0]
-		c.ready[0] = nil
-		c.ready = c.ready[1:]
-		s.queued = false
-		c.mu.Unlock()
-		c.pump(s)
+	for c.step(0) {
 	}
 }
 
-func (c *conn) pump(s *sub) {
+// step writes the items of the next ready subscription, at most limit of
+// them (0: all), and reports whether the socket has more to write; when it
+// has not, the socket is no longer draining. A subscription stopped by the
+// limit goes back to the end of the ready list.
+//
+// The writers take one item per visit and put the socket back at the end
+// of their queue: a fan-out of several events then goes out event by event
+// across the sockets, which keeps each group's few cached payloads useful,
+// and no socket with a backlog holds a writer.
+func (c *conn) step(limit int) bool {
+	c.mu.Lock()
+	if len(c.ready) == 0 {
+		c.draining = false
+		c.ready = nil
+		c.mu.Unlock()
+		return false
+	}
+	s := c.ready[0]
+	c.ready[0] = nil
+	c.ready = c.ready[1:]
+	s.queued = false
+	c.mu.Unlock()
+	more := c.pump(s, limit)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if more && !s.queued {
+		s.queued = true
+		c.ready = append(c.ready, s)
+	}
+	if len(c.ready) == 0 {
+		c.draining = false
+		c.ready = nil
+		return false
+	}
+	return true
+}
+
+// pump writes s's items until none is left, or limit were written (0: no
+// limit); it reports whether it stopped at the limit.
+func (c *conn) pump(s *sub, limit int) (atLimit bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			err := graphql.GetOperationContext(s.ctx).Recover(s.ctx, r)
+			ctx := s.ctx
+			if s.group != nil {
+				ctx = s.group.exec.ctx
+			}
+			err := graphql.GetOperationContext(ctx).Recover(ctx, r)
 			c.sendError(s.id, toGQLError(err))
 			s.end()
+			atLimit = false
 		}
 	}()
-	for {
+	for n := 0; limit == 0 || n < limit; {
 		key, state := s.src.take()
 		switch state {
 		case itemNone:
-			return
+			return false
 		case itemClosed:
 			c.finish(s)
-			return
+			return false
 		}
+		n++
 		payload := c.render(s, key)
 		if payload == nil {
 			continue
@@ -692,15 +821,17 @@ func (c *conn) pump(s *sub) {
 			c.report(err)
 		}
 	}
+	return true
 }
 
 var suffix = []byte("}")
 
-// render runs gqlgen's executor on the item s.src holds, once per group.
+// render runs gqlgen's executor on the item s.src holds, once per group,
+// with the group's executor.
 func (c *conn) render(s *sub, key uint64) []byte {
 	g := s.group
 	if g == nil {
-		return c.execute(s)
+		return c.execute(s, s.responses, s.ctx)
 	}
 	if b := g.lookup(key); b != nil {
 		return b
@@ -710,16 +841,16 @@ func (c *conn) render(s *sub, key uint64) []byte {
 	if b := g.lookup(key); b != nil {
 		return b
 	}
-	b := c.execute(s)
+	b := c.execute(s, g.exec.responses, g.exec.ctx)
 	if b != nil {
 		g.store(key, b)
 	}
 	return b
 }
 
-func (c *conn) execute(s *sub) []byte {
+func (c *conn) execute(s *sub, responses graphql.ResponseHandler, ctx context.Context) []byte {
 	s.src.feed()
-	resp := s.responses(s.ctx)
+	resp := responses(ctx)
 	if resp == nil {
 		return nil
 	}
@@ -733,12 +864,15 @@ func (c *conn) execute(s *sub) []byte {
 
 // finish ends a subscription whose channel closed.
 func (c *conn) finish(s *sub) {
-	s.src.ended()
 	c.mu.Lock()
-	if c.subs[s.id] == s {
-		delete(c.subs, s.id)
-	}
 	skip := s.stopped || c.closed
+	c.mu.Unlock()
+	if !skip && c.ctx.Err() == nil {
+		s.src.ended(c.ctx)
+	}
+	c.mu.Lock()
+	c.removeLocked(s)
+	skip = s.stopped || c.closed
 	c.mu.Unlock()
 	s.end()
 	if s.group != nil {
@@ -751,9 +885,9 @@ func (c *conn) finish(s *sub) {
 
 func (c *conn) stop(id string) {
 	c.mu.Lock()
-	s := c.subs[id]
+	s := c.findLocked(id)
 	if s != nil {
-		delete(c.subs, id)
+		c.removeLocked(s)
 		s.stopped = true
 	}
 	c.mu.Unlock()
@@ -809,11 +943,12 @@ func (c *conn) nextPrefix(id string) []byte {
 	return b
 }
 
-// subscribe starts operation id. The resolver runs here, in the reader:
+// subscribe starts operation id. The resolver runs here, while the reader
+// waits:
 // for the broker that is registering and reading the first replay page.
 func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 	c.mu.Lock()
-	_, dup := c.subs[id]
+	dup := c.findLocked(id) != nil
 	full := c.t.MaxSubscriptions > 0 && len(c.subs) >= c.t.MaxSubscriptions
 	c.mu.Unlock()
 	if dup {
@@ -858,7 +993,7 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 	ctx, cancel := context.WithCancel(ctx)
 	s := &sub{c: c, id: id, cancel: cancel, prefix: c.nextPrefix(id)}
 	c.mu.Lock()
-	c.subs[id] = s
+	c.subs = append(c.subs, s)
 	c.mu.Unlock()
 
 	if rc.Operation.Operation != ast.Subscription {
@@ -883,7 +1018,26 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 		return true
 	}
 	if c.grouped {
-		s.group = c.t.groups.join(c.viewer + "\x00" + operationKey(rc))
+		// The group renders with the executor of the member that made
+		// it. Any other member only polls its own source: gqlgen's state
+		// for its operation (operation and field contexts, arguments,
+		// collected fields, the context layers) is let go, which is most
+		// of what a subscription costs at rest.
+		g, exec := c.t.groups.join(c.viewer+"\x00"+operationKey(rc), s.src, responses, ctx)
+		if exec || s.src.share(g.exec.src) {
+			s.group = g
+			s.ctx, s.responses = nil, nil
+			if s.release != nil {
+				// Nothing runs under this subscription's context any
+				// more (the group's executor has a copy without its
+				// cancellation) and its source ends by release:
+				// cancelling it now detaches it from the connection's.
+				s.cancel()
+				s.cancel = nil
+			}
+		} else {
+			c.t.groups.leave(g)
+		}
 	}
 	c.mu.Lock()
 	s.started = true
@@ -903,9 +1057,7 @@ func (c *conn) runOnce(s *sub, ctx context.Context, rc *graphql.OperationContext
 			c.sendError(s.id, toGQLError(err))
 		}
 		c.mu.Lock()
-		if c.subs[s.id] == s {
-			delete(c.subs, s.id)
-		}
+		c.removeLocked(s)
 		skip := s.stopped || c.closed
 		c.mu.Unlock()
 		if !skip && c.ctx.Err() == nil {
@@ -931,6 +1083,32 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// findLocked returns the running subscription id, or nil.
+func (c *conn) findLocked(id string) *sub {
+	for _, s := range c.subs {
+		if s.id == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// removeLocked takes s out of the running subscriptions, if it is there.
+func (c *conn) removeLocked(s *sub) {
+	for i, x := range c.subs {
+		if x == s {
+			last := len(c.subs) - 1
+			c.subs[i] = c.subs[last]
+			c.subs[last] = nil
+			c.subs = c.subs[:last]
+			if last == 0 {
+				c.subs = nil
+			}
+			return
+		}
+	}
 }
 
 // String is for debugging.

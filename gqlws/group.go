@@ -1,6 +1,7 @@
 package gqlws
 
 import (
+	"context"
 	"encoding/json"
 	"sort"
 	"strings"
@@ -27,6 +28,10 @@ type group struct {
 	key  string
 	refs int // groups.mu
 
+	// exec renders for every member, under renderMu; set when the group
+	// is made, then read-only.
+	exec executor
+
 	renderMu sync.Mutex
 	mu       sync.Mutex
 	keys     [groupCacheSize]uint64
@@ -34,19 +39,35 @@ type group struct {
 	next     int
 }
 
-func (gs *groups) join(key string) *group {
+// executor is what runs gqlgen's executor for a group: the response
+// handler of the member that made the group, the source whose channel that
+// handler reads (other members feed it their items), and that member's
+// context without its cancellation, so that it serves the group after that
+// member ends. The group's members share the operation text and name, the
+// variables the selection set reads and the viewer key, so any member's
+// item renders the same under it.
+type executor struct {
+	src       source
+	responses graphql.ResponseHandler
+	ctx       context.Context
+}
+
+// join adds a member to the group of key, making the group with src,
+// responses and ctx as its executor if there is none; made reports that.
+func (gs *groups) join(key string, src source, responses graphql.ResponseHandler, ctx context.Context) (g *group, made bool) {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	if gs.m == nil {
 		gs.m = map[string]*group{}
 	}
-	g := gs.m[key]
+	g = gs.m[key]
 	if g == nil {
-		g = &group{key: key}
+		g = &group{key: key, exec: executor{src: src, responses: responses, ctx: context.WithoutCancel(ctx)}}
 		gs.m[key] = g
+		made = true
 	}
 	g.refs++
-	return g
+	return g, made
 }
 
 func (gs *groups) leave(g *group) {

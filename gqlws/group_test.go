@@ -1,6 +1,7 @@
 package gqlws
 
 import (
+	"context"
 	"testing"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -43,8 +44,12 @@ func TestOperationKeyIgnoresRootArgumentsOnly(t *testing.T) {
 
 func TestGroupCacheAndRefs(t *testing.T) {
 	var gs groups
-	g := gs.join("k")
-	if gs.join("k") != g {
+	first := &pollSource[int]{slot: make(chan int, 1)}
+	g, made := gs.join("k", first, nil, context.Background())
+	if !made || g.exec.src != source(first) {
+		t.Fatal("the first member did not make the group with its executor")
+	}
+	if g2, made := gs.join("k", &pollSource[int]{}, nil, context.Background()); g2 != g || made {
 		t.Fatal("same key, different groups")
 	}
 	for i := uint64(1); i <= groupCacheSize+1; i++ {
@@ -58,7 +63,34 @@ func TestGroupCacheAndRefs(t *testing.T) {
 	}
 	gs.leave(g)
 	gs.leave(g)
-	if gs.join("k") == g {
+	if g2, made := gs.join("k", first, nil, context.Background()); g2 == g || !made {
 		t.Error("a group outlived its last member")
+	}
+}
+
+func TestShareFeedsTheExecutorsChannel(t *testing.T) {
+	exec := &pollSource[int]{slot: make(chan int, 1)}
+	items := []int{7}
+	member := &pollSource[int]{slot: make(chan int, 1), key: func(v int) uint64 { return uint64(v) },
+		poll: func() (int, bool, bool) {
+			if len(items) == 0 {
+				return 0, false, true
+			}
+			v := items[0]
+			items = items[1:]
+			return v, true, true
+		}}
+	if (&pollSource[string]{}).share(exec) {
+		t.Fatal("shared a channel of another item type")
+	}
+	if !member.share(exec) {
+		t.Fatal("could not share a channel of the same item type")
+	}
+	if key, state := member.take(); state != itemGot || key != 7 {
+		t.Fatalf("take: %d %d", key, state)
+	}
+	member.feed()
+	if got := <-exec.slot; got != 7 {
+		t.Fatalf("the executor's channel got %d; want 7", got)
 	}
 }

@@ -44,7 +44,10 @@ func (r *Resolver) stream(ctx context.Context, open func(notify func()) (*switch
 	if err != nil {
 		return nil, err
 	}
-	ended := func() {
+	// ended gets the context to speak through rather than keeping the
+	// subscription's: the transport lets go of that one while the
+	// subscription lives.
+	ended := func(ctx context.Context) {
 		if err := sub.Err(); err != nil && ctx.Err() == nil && r.EndSubscription != nil {
 			r.EndSubscription(ctx, err)
 		}
@@ -65,7 +68,7 @@ func (r *Resolver) stream(ctx context.Context, open func(notify func()) (*switch
 				return
 			}
 		}
-		ended()
+		ended(ctx)
 	}()
 	return out, nil
 }
