@@ -755,11 +755,6 @@ func (c *conn) drain() {
 // them (0: all), and reports whether the socket has more to write; when it
 // has not, the socket is no longer draining. A subscription stopped by the
 // limit goes back to the end of the ready list.
-//
-// The writers take one item per visit and put the socket back at the end
-// of their queue: a fan-out of several events then goes out event by event
-// across the sockets, which keeps each group's few cached payloads useful,
-// and no socket with a backlog holds a writer.
 func (c *conn) step(limit int) bool {
 	c.mu.Lock()
 	if len(c.ready) == 0 {
@@ -786,6 +781,25 @@ func (c *conn) step(limit int) bool {
 		return false
 	}
 	return true
+}
+
+// round is a writer's visit: one item of each subscription that was ready
+// when the visit began, and whether the socket has more to write. A socket
+// with several subscriptions thus gets an event to all of them in one
+// visit, while a fan-out of several events still goes out event by event
+// across the sockets, which keeps each group's few cached payloads useful,
+// and no socket with a backlog holds a writer.
+func (c *conn) round() bool {
+	c.mu.Lock()
+	n := len(c.ready)
+	c.mu.Unlock()
+	more := false
+	for range max(n, 1) {
+		if more = c.step(1); !more {
+			break
+		}
+	}
+	return more
 }
 
 // pump writes s's items until none is left, or limit were written (0: no

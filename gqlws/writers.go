@@ -61,7 +61,7 @@ func (w *writers) nextLocked() *conn {
 
 func (w *writers) work(c *conn) {
 	for c != nil {
-		more := c.step(1)
+		more := c.round()
 		w.mu.Lock()
 		if more {
 			w.queue = append(w.queue, c)
