@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -30,15 +28,7 @@ const benchConfigureMutation = `mutation($id: ID!, $v: String!) { configureInteg
 func startWith20Settings(b *testing.B) (*Main, []string) {
 	b.Helper()
 	dir := b.TempDir()
-	var y strings.Builder
-	y.WriteString("providers:\n")
-	for i := range 20 {
-		fmt.Fprintf(&y, "  - {id: mut%02d, name: Mut %02d, category: OTHER, clientId: c, clientSecret: s, authUrl: http://127.0.0.1:9/a, tokenUrl: http://127.0.0.1:9/t, scopes: [contacts.read], settings: [{key: sync_interval_minutes, label: Sync interval, type: INTEGER, default: \"15\", min: 5, max: 1440}]}\n", i, i)
-	}
-	file := filepath.Join(dir, "providers.yaml")
-	if err := os.WriteFile(file, []byte(y.String()), 0o600); err != nil {
-		b.Fatal(err)
-	}
+	file := writeBenchProviders(b, dir, "mut", 20, `, settings: [{key: sync_interval_minutes, label: Sync interval, type: INTEGER, default: "15", min: 5, max: 1440}]`)
 	m := mustStart(b, dir, func(m *Main) { m.Config.ProvidersFile = file })
 	ctx := context.Background()
 	now := time.Now().UTC()

@@ -31,20 +31,29 @@ import (
 // command's query scenario sends the same).
 const benchIntegrationsQuery = `{ integrations { id category status statusReason statusMessage badge { label tone } actions account { id name email } grantedScopes missingScopes connectedAt settings { key value } disconnectWarning revision provider { id name category settingsLocation available } } }`
 
-// startWith20 starts a dev gateway whose demo workspace holds 20
-// connected integrations: the sandbox CRM and 19 custom providers.
-func startWith20(b *testing.B) *Main {
+// writeBenchProviders writes a providers file of n custom providers
+// (OTHER, ids prefix00…, an authorization server nobody answers on) with
+// the given extra YAML fields, and returns its path.
+func writeBenchProviders(b testing.TB, dir, prefix string, n int, extra string) string {
 	b.Helper()
-	dir := b.TempDir()
 	var y strings.Builder
 	y.WriteString("providers:\n")
-	for i := range 19 {
-		fmt.Fprintf(&y, "  - {id: bench%02d, name: Bench %02d, category: OTHER, clientId: c, clientSecret: s, authUrl: http://127.0.0.1:9/a, tokenUrl: http://127.0.0.1:9/t, scopes: [contacts.read]}\n", i, i)
+	for i := range n {
+		fmt.Fprintf(&y, "  - {id: %s%02d, name: %s %02d, category: OTHER, clientId: c, clientSecret: s, authUrl: http://127.0.0.1:9/a, tokenUrl: http://127.0.0.1:9/t, scopes: [contacts.read]%s}\n", prefix, i, prefix, i, extra)
 	}
 	file := filepath.Join(dir, "providers.yaml")
 	if err := os.WriteFile(file, []byte(y.String()), 0o600); err != nil {
 		b.Fatal(err)
 	}
+	return file
+}
+
+// startWith20 starts a dev gateway whose demo workspace holds 20
+// connected integrations: the sandbox CRM and 19 custom providers.
+func startWith20(b *testing.B) *Main {
+	b.Helper()
+	dir := b.TempDir()
+	file := writeBenchProviders(b, dir, "bench", 19, "")
 	m := mustStart(b, dir, func(m *Main) { m.Config.ProvidersFile = file })
 	ctx := context.Background()
 	now := time.Now().UTC()
