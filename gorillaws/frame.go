@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -123,19 +124,54 @@ func (f *frameCursor) advance(b []byte) {
 // frameConn is the connection gorilla reads from: Read stops at the end of
 // the current frame. Writes try the socket without waiting first, and call
 // before and after (OnBlockingWrite) around a write that has to wait.
+//
+// While corked, writes are appended to a buffer instead (see cork); gorilla
+// serializes its own writes (data frames and control frames alike), so the
+// buffer holds whole frames in the order gorilla wrote them.
 type frameConn struct {
 	net.Conn
 	cur frameCursor
 
 	raw   syscall.RawConn // nil: every write may wait
 	hooks atomic.Pointer[blockHooks]
+
+	corkMu sync.Mutex // guards corked and buf; held across a flush
+	corked bool
+	buf    *[]byte // pending bytes while corked, from corkBufs
 }
 
 // blockHooks are OnBlockingWrite's functions; set while a Shutdown may
 // already be writing a close frame, hence the atomic pointer.
 type blockHooks struct{ before, after func() }
 
+// corkFlushAt is the size past which a corked buffer is written at once.
+const corkFlushAt = 64 << 10
+
+// corkBufs holds the buffers of corked sockets; a socket has one only
+// while corked.
+var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
 func (c *frameConn) Write(p []byte) (int, error) {
+	c.corkMu.Lock()
+	if c.corked {
+		defer c.corkMu.Unlock()
+		if c.buf == nil {
+			c.buf = corkBufs.Get().(*[]byte)
+		}
+		*c.buf = append(*c.buf, p...)
+		if len(*c.buf) > corkFlushAt {
+			if err := c.flushLocked(); err != nil {
+				return 0, err
+			}
+		}
+		return len(p), nil
+	}
+	c.corkMu.Unlock()
+	return c.write(p)
+}
+
+// write writes p to the socket, trying without waiting first.
+func (c *frameConn) write(p []byte) (int, error) {
 	h := c.hooks.Load()
 	if h == nil {
 		return c.Conn.Write(p)
@@ -151,6 +187,79 @@ func (c *frameConn) Write(p []byte) (int, error) {
 	m, err := c.Conn.Write(p[n:])
 	h.after()
 	return n + m, err
+}
+
+// cork makes writes collect in a buffer until uncork.
+func (c *frameConn) cork() {
+	c.corkMu.Lock()
+	c.corked = true
+	c.corkMu.Unlock()
+}
+
+// uncork writes what collected while corked, in one write, and hands the
+// buffer back: nothing is buffered at rest.
+func (c *frameConn) uncork() error {
+	c.corkMu.Lock()
+	defer c.corkMu.Unlock()
+	c.corked = false
+	return c.flushLocked()
+}
+
+// flush writes what collected so far and stays corked.
+func (c *frameConn) flush() error {
+	c.corkMu.Lock()
+	defer c.corkMu.Unlock()
+	return c.flushLocked()
+}
+
+// drop is for a socket about to close, and never waits: it writes what
+// collected as far as the socket takes it without waiting (a close frame
+// answering the peer's, say), discards the rest and uncorks. If a flush is
+// under way it leaves the buffer to it: closing the socket ends that write,
+// and the flush lets go of the buffer.
+func (c *frameConn) drop() {
+	if !c.corkMu.TryLock() {
+		return
+	}
+	defer c.corkMu.Unlock()
+	c.corked = false
+	if c.buf != nil && len(*c.buf) > 0 && c.raw != nil {
+		tryWrite(c.raw, *c.buf)
+	}
+	c.release()
+}
+
+func (c *frameConn) flushLocked() error {
+	if c.buf == nil {
+		return nil
+	}
+	var err error
+	if len(*c.buf) > 0 {
+		_, err = c.write(*c.buf)
+	}
+	c.release()
+	return err
+}
+
+func (c *frameConn) release() {
+	if c.buf == nil {
+		return
+	}
+	if cap(*c.buf) <= 2*corkFlushAt {
+		*c.buf = (*c.buf)[:0]
+		corkBufs.Put(c.buf)
+	}
+	c.buf = nil
+}
+
+// buffered reports how many bytes wait in the cork buffer.
+func (c *frameConn) buffered() int {
+	c.corkMu.Lock()
+	defer c.corkMu.Unlock()
+	if c.buf == nil {
+		return 0
+	}
+	return len(*c.buf)
 }
 
 func (c *frameConn) Read(p []byte) (int, error) {

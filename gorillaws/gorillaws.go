@@ -464,6 +464,42 @@ func (c *conn) WriteText(parts ...[]byte) error {
 	return err
 }
 
+// Cork makes the socket collect what is written (data, and control frames
+// such as pongs written meanwhile) until Uncork, which writes it all with
+// one system call; past 64 KiB what has collected goes out at once. A
+// writer that sends several messages in a row corks around them.
+func (c *conn) Cork() {
+	if c.frames != nil {
+		c.frames.cork()
+	}
+}
+
+// Uncork writes what collected since Cork within the write timeout (trying
+// without waiting first, and calling the OnBlockingWrite functions around
+// a write that has to wait) and lets go of the buffer. A failed write
+// closes the socket, as in WriteJSON.
+func (c *conn) Uncork() error {
+	if c.frames == nil {
+		return nil
+	}
+	if c.frames.buffered() > 0 {
+		_ = c.frames.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
+	err := c.frames.uncork()
+	if err != nil {
+		_ = c.closeNow()
+	}
+	return err
+}
+
+// Corker is implemented by the connections Accept returns.
+type Corker interface {
+	Cork()
+	Uncork() error
+}
+
+var _ Corker = (*conn)(nil)
+
 // TextWriter is implemented by the connections Accept returns.
 type TextWriter interface {
 	WriteText(parts ...[]byte) error
@@ -497,6 +533,11 @@ func (c *conn) startClose(code int, message string) (bool, error) {
 		// gorilla already sent one: answering the peer's close, or
 		// refusing a message over the read limit.
 		err = nil
+	}
+	if c.frames != nil && err == nil {
+		// A writer may have the socket corked: the close frame, and what
+		// precedes it, goes out now rather than at its Uncork.
+		err = c.frames.flush()
 	}
 	c.mu.Lock()
 	peerClosed := c.peerClosed
@@ -567,6 +608,10 @@ func (c *conn) closeNow() error {
 	}
 	c.mu.Unlock()
 
+	if c.frames != nil {
+		// Closing drops what a corked writer has not written yet.
+		c.frames.drop()
+	}
 	err := c.ws.Close()
 	c.impl.mu.Lock()
 	delete(c.impl.conns, c)

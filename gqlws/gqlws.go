@@ -142,6 +142,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		_ = ws.Close()
 		return
 	}
+	ck, _ := ws.(corker)
 	pooled := false
 	if bn, ok := ws.(blockNotifier); ok {
 		t.hooksOnce.Do(func() { t.blocking, t.unblocked = t.writers.blocking, t.writers.unblocked })
@@ -163,6 +164,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		t:      t,
 		ws:     ws,
 		tw:     tw,
+		ck:     ck,
 		legacy: proto == ProtoGraphQLWS,
 		pooled: pooled,
 		exec:   exec,
@@ -186,6 +188,13 @@ type textWriter interface {
 	WriteText(parts ...[]byte) error
 }
 
+// corker is implemented by sockets that can collect several writes into
+// one system call (gorillaws): a writer's visit corks around its writes.
+type corker interface {
+	Cork()
+	Uncork() error
+}
+
 // blockNotifier is implemented by sockets that say when a write has to
 // wait for the peer (gorillaws); their drains run on the transport's
 // writers. Others get a goroutine per drain, which may wait as long as it
@@ -201,6 +210,7 @@ type conn struct {
 	t      *Transport
 	ws     transport.WebsocketConn
 	tw     textWriter
+	ck     corker // nil: every write goes out by itself
 	legacy bool
 	pooled bool // drains run on t.writers
 	exec   graphql.GraphExecutor
@@ -752,7 +762,7 @@ func (c *conn) drain() {
 }
 
 // step writes the items of the next ready subscription, at most limit of
-// them (0: all), and reports whether the socket has more to write; when it
+// them (0: all; -1: its visitLimit), and reports whether the socket has more to write; when it
 // has not, the socket is no longer draining. A subscription stopped by the
 // limit goes back to the end of the ready list.
 func (c *conn) step(limit int) bool {
@@ -768,6 +778,9 @@ func (c *conn) step(limit int) bool {
 	c.ready = c.ready[1:]
 	s.queued = false
 	c.mu.Unlock()
+	if limit < 0 {
+		limit = s.visitLimit()
+	}
 	more := c.pump(s, limit)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -783,23 +796,47 @@ func (c *conn) step(limit int) bool {
 	return true
 }
 
-// round is a writer's visit: one item of each subscription that was ready
-// when the visit began, and whether the socket has more to write. A socket
-// with several subscriptions thus gets an event to all of them in one
-// visit, while a fan-out of several events still goes out event by event
-// across the sockets, which keeps each group's few cached payloads useful,
-// and no socket with a backlog holds a writer.
+// round is a writer's visit: a few items of each subscription that was
+// ready when the visit began (see visitLimit), and whether the socket has
+// more to write. A socket with several subscriptions thus gets an event to
+// all of them in one visit, while a fan-out of several events still goes
+// out event by event across the sockets, which keeps each group's few
+// cached payloads useful, and no socket with a backlog holds a writer.
+// The socket is corked for the visit, so its frames leave in one write.
 func (c *conn) round() bool {
+	if c.ck != nil {
+		c.ck.Cork()
+		defer func() {
+			if err := c.ck.Uncork(); err != nil {
+				c.report(err)
+			}
+		}()
+	}
 	c.mu.Lock()
 	n := len(c.ready)
 	c.mu.Unlock()
 	more := false
 	for range max(n, 1) {
-		if more = c.step(1); !more {
+		if more = c.step(-1); !more {
 			break
 		}
 	}
 	return more
+}
+
+// soloVisit is how many items a subscription alone in its group (or in
+// none) writes per visit: a replaying subscriber's backlog then goes out
+// that many frames per write. Members of a larger group write one, so
+// that the group's sockets move through events together and its cache of
+// groupCacheSize payloads keeps serving them.
+const soloVisit = 16
+
+// visitLimit is how many of s's items one visit writes.
+func (s *sub) visitLimit() int {
+	if s.group == nil || s.group.members.Load() <= 1 {
+		return soloVisit
+	}
+	return 1
 }
 
 // pump writes s's items until none is left, or limit were written (0: no

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -27,6 +28,9 @@ type groups struct {
 type group struct {
 	key  string
 	refs int // groups.mu
+	// members is refs, readable without groups.mu (a writer's visit
+	// asks it per subscription).
+	members atomic.Int32
 
 	// exec renders for every member, under renderMu; set when the group
 	// is made, then read-only.
@@ -67,6 +71,7 @@ func (gs *groups) join(key string, src source, responses graphql.ResponseHandler
 		made = true
 	}
 	g.refs++
+	g.members.Add(1)
 	return g, made
 }
 
@@ -74,6 +79,7 @@ func (gs *groups) leave(g *group) {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	g.refs--
+	g.members.Add(-1)
 	if g.refs == 0 && gs.m[g.key] == g {
 		delete(gs.m, g.key)
 	}

@@ -94,3 +94,26 @@ func TestShareFeedsTheExecutorsChannel(t *testing.T) {
 		t.Fatalf("the executor's channel got %d; want 7", got)
 	}
 }
+
+// A subscription alone in its group, or in none, writes a backlog several
+// items per visit; members of a larger group one, so that they move
+// through events together.
+func TestVisitLimit(t *testing.T) {
+	var gs groups
+	if l := (&sub{}).visitLimit(); l != soloVisit {
+		t.Fatalf("ungrouped: %d items per visit; want %d", l, soloVisit)
+	}
+	g, _ := gs.join("k", nil, nil, context.Background())
+	s := &sub{group: g}
+	if l := s.visitLimit(); l != soloVisit {
+		t.Fatalf("alone in its group: %d items per visit; want %d", l, soloVisit)
+	}
+	gs.join("k", nil, nil, context.Background())
+	if l := s.visitLimit(); l != 1 {
+		t.Fatalf("in a group of two: %d items per visit; want 1", l)
+	}
+	gs.leave(g)
+	if l := s.visitLimit(); l != soloVisit {
+		t.Fatalf("alone again: %d items per visit; want %d", l, soloVisit)
+	}
+}
