@@ -762,8 +762,8 @@ func (c *conn) drain() {
 }
 
 // step writes the items of the next ready subscription, at most limit of
-// them (0: all; -1: its visitLimit), and reports whether the socket has more to write; when it
-// has not, the socket is no longer draining. A subscription stopped by the
+// them (0: all; -1: its visitLimit), and reports whether the socket has
+// more to write; when it has not, the socket is no longer draining. A subscription stopped by the
 // limit goes back to the end of the ready list.
 func (c *conn) step(limit int) bool {
 	c.mu.Lock()

@@ -26,10 +26,9 @@ type groups struct {
 // group is the subscriptions sharing one key. renderMu makes the first
 // member to meet an item execute it while the others wait and reuse it.
 type group struct {
-	key  string
-	refs int // groups.mu
-	// members is refs, readable without groups.mu (a writer's visit
-	// asks it per subscription).
+	key string
+	// members counts the group's subscriptions; changed under groups.mu,
+	// read without it (a writer's visit asks it per subscription).
 	members atomic.Int32
 
 	// exec renders for every member, under renderMu; set when the group
@@ -70,7 +69,6 @@ func (gs *groups) join(key string, src source, responses graphql.ResponseHandler
 		gs.m[key] = g
 		made = true
 	}
-	g.refs++
 	g.members.Add(1)
 	return g, made
 }
@@ -78,9 +76,7 @@ func (gs *groups) join(key string, src source, responses graphql.ResponseHandler
 func (gs *groups) leave(g *group) {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
-	g.refs--
-	g.members.Add(-1)
-	if g.refs == 0 && gs.m[g.key] == g {
+	if g.members.Add(-1) == 0 && gs.m[g.key] == g {
 		delete(gs.m, g.key)
 	}
 }
