@@ -93,6 +93,9 @@ type Config struct {
 	// StockWebsocket serves subscriptions with gqlgen's own websocket
 	// transport instead of gqlws, as before; for comparison benchmarks.
 	StockWebsocket bool
+	// ExecutorEvents renders every subscription event with gqlgen's
+	// executor, without the compiled renderer of integrationEvents.
+	ExecutorEvents bool
 	// The broker's replay history: the most recent events, over all
 	// workspaces, kept in memory to serve resumes without reading the
 	// changelog; zero means fanout's default (50,000 events, 32 MiB),
@@ -178,6 +181,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&m.Config.RefreshInterval, "refresh-interval", m.Config.RefreshInterval, "longest time between two token refreshes of a connection, so a revocation shows within it (default 1h)")
 	fs.IntVar(&m.Config.ReplayHistoryEvents, "replay-history-events", m.Config.ReplayHistoryEvents, "recent events kept in memory, over all workspaces, to replay resuming subscribers without reading the changelog (0: default 50000; negative: none)")
 	fs.Int64Var(&m.Config.ReplayHistoryBytes, "replay-history-bytes", m.Config.ReplayHistoryBytes, "bound on the estimated memory of those events, in bytes (0: default 32 MiB; negative: none)")
+	fs.BoolVar(&m.Config.ExecutorEvents, "executor-events", m.Config.ExecutorEvents, "render every subscription event with gqlgen's executor instead of the compiled renderer of integrationEvents (for comparison)")
 	fs.DurationVar(&m.Config.RefreshFailureWindow, "failure-window", m.Config.RefreshFailureWindow, "how long a provider may fail token refreshes before the badge turns Error (default 15m)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -354,6 +358,7 @@ func (m *Main) Run(ctx context.Context) error {
 		CallbackBurst:        cfg.CallbackBurst,
 		WebsocketInitTimeout: cfg.WebsocketInitTimeout,
 		StockWebsocket:       cfg.StockWebsocket,
+		ExecutorEvents:       cfg.ExecutorEvents,
 	}
 	opts.WrapWebsocket = m.ws.Middleware
 	if m.sandbox != nil {

@@ -101,6 +101,11 @@ type Transport struct {
 	ViewerKey func(ctx context.Context) (key string, ok bool)
 	// ErrorFunc, when set, hears read and write errors.
 	ErrorFunc func(ctx context.Context, err error)
+	// Compile, when set, is asked once per subscription, or once per
+	// group of identical ones, for a Renderer of its operation; nil (or a
+	// nil Renderer) leaves every item to gqlgen's executor. ctx is the
+	// subscription's, carrying the connection's values (the viewer).
+	Compile func(ctx context.Context, rc *graphql.OperationContext) Renderer
 
 	groups  groups
 	writers writers
@@ -183,6 +188,14 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	}
 	go c.read()
 }
+
+// Renderer writes one item's result without gqlgen's executor: it appends
+// to dst exactly the bytes json.Marshal gives for the *graphql.Response
+// the executor would return for item, and reports ok. ok false (an item
+// it does not know how to render the same) hands the item to the
+// executor. It is called by one goroutine at a time per subscription or
+// group, and must not keep dst.
+type Renderer func(dst []byte, item any) (b []byte, ok bool)
 
 type textWriter interface {
 	WriteText(parts ...[]byte) error
@@ -555,6 +568,10 @@ type source interface {
 	// take receives without blocking: itemGot (with the item's cache
 	// key), itemNone, or itemClosed.
 	take() (key uint64, state int)
+	// current is the item take received, for a Renderer; drop lets go
+	// of it once rendered.
+	current() any
+	drop()
 	// feed hands the item take received to gqlgen's executor, which
 	// receives it on the channel the resolver returned (or, after share,
 	// on the group executor's).
@@ -575,6 +592,7 @@ type sub struct {
 
 	// Set before started; then read-only.
 	responses graphql.ResponseHandler
+	fast      Renderer // nil: every item through responses
 	src       source
 	group     *group
 	release   func() // ends the source; nil when its context does
@@ -665,6 +683,13 @@ func (ps *pollSource[T]) take() (uint64, int) {
 	}
 }
 
+func (ps *pollSource[T]) current() any { return ps.cur }
+
+func (ps *pollSource[T]) drop() {
+	var zero T
+	ps.cur = zero
+}
+
 func (ps *pollSource[T]) feed() {
 	var zero T
 	ps.slot <- ps.cur
@@ -704,6 +729,13 @@ func (cs *chanSource[T]) take() (uint64, int) {
 	default:
 		return 0, itemNone
 	}
+}
+
+func (cs *chanSource[T]) current() any { return cs.cur }
+
+func (cs *chanSource[T]) drop() {
+	var zero T
+	cs.cur = zero
 }
 
 func (cs *chanSource[T]) feed() {
@@ -882,7 +914,7 @@ var suffix = []byte("}")
 func (c *conn) render(s *sub, key uint64) []byte {
 	g := s.group
 	if g == nil {
-		return c.execute(s, s.responses, s.ctx)
+		return c.execute(s, s.fast, s.responses, s.ctx)
 	}
 	if b := g.lookup(key); b != nil {
 		return b
@@ -892,14 +924,22 @@ func (c *conn) render(s *sub, key uint64) []byte {
 	if b := g.lookup(key); b != nil {
 		return b
 	}
-	b := c.execute(s, g.exec.responses, g.exec.ctx)
+	b := c.execute(s, g.exec.fast, g.exec.responses, g.exec.ctx)
 	if b != nil {
 		g.store(key, b)
 	}
 	return b
 }
 
-func (c *conn) execute(s *sub, responses graphql.ResponseHandler, ctx context.Context) []byte {
+// execute renders the item s.src holds: with fast when it can, else with
+// gqlgen's executor.
+func (c *conn) execute(s *sub, fast Renderer, responses graphql.ResponseHandler, ctx context.Context) []byte {
+	if fast != nil {
+		if b, ok := fast(nil, s.src.current()); ok {
+			s.src.drop()
+			return b
+		}
+	}
 	s.src.feed()
 	resp := responses(ctx)
 	if resp == nil {
@@ -1074,7 +1114,7 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 		// for its operation (operation and field contexts, arguments,
 		// collected fields, the context layers) is let go, which is most
 		// of what a subscription costs at rest.
-		g, exec := c.t.groups.join(c.viewer+"\x00"+operationKey(rc), s.src, responses, ctx)
+		g, exec := c.t.groups.join(c.viewer+"\x00"+operationKey(rc), s.src, responses, ctx, c.t.compile(rc))
 		if exec || s.src.share(g.exec.src) {
 			s.group = g
 			s.ctx, s.responses = nil, nil
@@ -1089,6 +1129,9 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 		} else {
 			c.t.groups.leave(g)
 		}
+	}
+	if s.group == nil && c.t.Compile != nil {
+		s.fast = c.t.Compile(ctx, rc)
 	}
 	c.mu.Lock()
 	s.started = true

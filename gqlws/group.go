@@ -53,11 +53,14 @@ type executor struct {
 	src       source
 	responses graphql.ResponseHandler
 	ctx       context.Context
+	// fast renders without gqlgen's executor where it can; nil: never.
+	fast Renderer
 }
 
 // join adds a member to the group of key, making the group with src,
-// responses and ctx as its executor if there is none; made reports that.
-func (gs *groups) join(key string, src source, responses graphql.ResponseHandler, ctx context.Context) (g *group, made bool) {
+// responses and ctx as its executor if there is none (and compiling its
+// Renderer with compile, when set); made reports that.
+func (gs *groups) join(key string, src source, responses graphql.ResponseHandler, ctx context.Context, compile func(context.Context) Renderer) (g *group, made bool) {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	if gs.m == nil {
@@ -65,12 +68,24 @@ func (gs *groups) join(key string, src source, responses graphql.ResponseHandler
 	}
 	g = gs.m[key]
 	if g == nil {
-		g = &group{key: key, exec: executor{src: src, responses: responses, ctx: context.WithoutCancel(ctx)}}
+		ex := executor{src: src, responses: responses, ctx: context.WithoutCancel(ctx)}
+		if compile != nil {
+			ex.fast = compile(ex.ctx)
+		}
+		g = &group{key: key, exec: ex}
 		gs.m[key] = g
 		made = true
 	}
 	g.members.Add(1)
 	return g, made
+}
+
+// compile is t.Compile for rc, or nil when t has none.
+func (t *Transport) compile(rc *graphql.OperationContext) func(context.Context) Renderer {
+	if t.Compile == nil {
+		return nil
+	}
+	return func(ctx context.Context) Renderer { return t.Compile(ctx, rc) }
 }
 
 func (gs *groups) leave(g *group) {

@@ -45,11 +45,11 @@ func TestOperationKeyIgnoresRootArgumentsOnly(t *testing.T) {
 func TestGroupCacheAndRefs(t *testing.T) {
 	var gs groups
 	first := &pollSource[int]{slot: make(chan int, 1)}
-	g, made := gs.join("k", first, nil, context.Background())
+	g, made := gs.join("k", first, nil, context.Background(), nil)
 	if !made || g.exec.src != source(first) {
 		t.Fatal("the first member did not make the group with its executor")
 	}
-	if g2, made := gs.join("k", &pollSource[int]{}, nil, context.Background()); g2 != g || made {
+	if g2, made := gs.join("k", &pollSource[int]{}, nil, context.Background(), nil); g2 != g || made {
 		t.Fatal("same key, different groups")
 	}
 	for i := uint64(1); i <= groupCacheSize+1; i++ {
@@ -63,7 +63,7 @@ func TestGroupCacheAndRefs(t *testing.T) {
 	}
 	gs.leave(g)
 	gs.leave(g)
-	if g2, made := gs.join("k", first, nil, context.Background()); g2 == g || !made {
+	if g2, made := gs.join("k", first, nil, context.Background(), nil); g2 == g || !made {
 		t.Error("a group outlived its last member")
 	}
 }
@@ -103,12 +103,12 @@ func TestVisitLimit(t *testing.T) {
 	if l := (&sub{}).visitLimit(); l != soloVisit {
 		t.Fatalf("ungrouped: %d items per visit; want %d", l, soloVisit)
 	}
-	g, _ := gs.join("k", nil, nil, context.Background())
+	g, _ := gs.join("k", nil, nil, context.Background(), nil)
 	s := &sub{group: g}
 	if l := s.visitLimit(); l != soloVisit {
 		t.Fatalf("alone in its group: %d items per visit; want %d", l, soloVisit)
 	}
-	gs.join("k", nil, nil, context.Background())
+	gs.join("k", nil, nil, context.Background(), nil)
 	if l := s.visitLimit(); l != 1 {
 		t.Fatalf("in a group of two: %d items per visit; want 1", l)
 	}

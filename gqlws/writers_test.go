@@ -52,7 +52,7 @@ func (h *hub) count() int {
 	return len(h.subs)
 }
 
-func hubServer(t *testing.T, h *hub, writeTimeout time.Duration) string {
+func hubServer(t *testing.T, h *hub, writeTimeout time.Duration, configure ...func(*gqlws.Transport)) string {
 	t.Helper()
 	schema := gqlparser.MustLoadSchema(&ast.Source{Input: `
 		type Query { blob: String! }
@@ -86,10 +86,14 @@ func hubServer(t *testing.T, h *hub, writeTimeout time.Duration) string {
 		SchemaFunc: func() *ast.Schema { return schema },
 	})
 	impl := gorillaws.New(gorillaws.Options{ReadBufferSize: 256, WriteTimeout: writeTimeout})
-	srv.AddTransport(&gqlws.Transport{
+	tr := &gqlws.Transport{
 		Upgrader: impl,
 		InitFunc: func(ctx context.Context, _ transport.InitPayload) (context.Context, error) { return ctx, nil },
-	})
+	}
+	for _, f := range configure {
+		f(tr)
+	}
+	srv.AddTransport(tr)
 	hs := httptest.NewServer(impl.Middleware(srv))
 	t.Cleanup(func() {
 		impl.Shutdown("test over")

@@ -96,6 +96,9 @@ type Options struct {
 	// (a goroutine per subscription) instead of gqlws. It exists for
 	// benchmarks that compare the two in one run.
 	StockWebsocket bool
+	// ExecutorEvents leaves every subscription event to gqlgen's
+	// executor: no compiled renderer (resolvers/eventrender.go).
+	ExecutorEvents bool
 
 	tokenLimits    *limiters
 	callbackLimits *limiters
@@ -173,7 +176,7 @@ func New(o Options) http.Handler {
 }
 
 func (o Options) graphQLServer() *handler.Server {
-	cfg := graph.Config{Resolvers: &resolvers.Resolver{
+	root := &resolvers.Resolver{
 		Service: o.Service,
 		EndSubscription: func(ctx context.Context, err error) {
 			if o.CloseWebsocket == nil {
@@ -188,7 +191,8 @@ func (o Options) graphQLServer() *handler.Server {
 			}
 			o.CloseWebsocket(ctx, 1011, switchboard.ErrorMessage(err))
 		},
-	}}
+	}
+	cfg := graph.Config{Resolvers: root}
 	srv := handler.New(graph.NewExecutableSchema(cfg))
 	if o.StockWebsocket {
 		readLimit := int64(MaxBodyBytes)
@@ -210,7 +214,11 @@ func (o Options) graphQLServer() *handler.Server {
 			},
 		})
 	} else {
-		o.addWebsocket(srv)
+		compile := root.EventRenderer
+		if o.ExecutorEvents {
+			compile = nil
+		}
+		o.addWebsocket(srv, compile)
 	}
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
@@ -236,8 +244,10 @@ func (o Options) graphQLServer() *handler.Server {
 	return srv
 }
 
-// addWebsocket serves subscriptions with the gqlws transport.
-func (o Options) addWebsocket(srv *handler.Server) {
+// addWebsocket serves subscriptions with the gqlws transport; compile
+// renders integrationEvents without gqlgen's executor where it can
+// (resolvers/eventrender.go).
+func (o Options) addWebsocket(srv *handler.Server, compile func(context.Context, *graphql.OperationContext) gqlws.Renderer) {
 	srv.AddTransport(&gqlws.Transport{
 		Upgrader:         o.Websocket,
 		InitFunc:         o.websocketInit,
@@ -246,6 +256,7 @@ func (o Options) addWebsocket(srv *handler.Server) {
 		MaxSubscriptions: MaxSubscriptions,
 		ReadLimit:        MaxBodyBytes,
 		ViewerKey:        viewerKey,
+		Compile:          compile,
 		ErrorFunc: func(ctx context.Context, err error) {
 			o.Logger.Debug("websocket", "err", err)
 		},

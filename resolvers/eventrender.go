@@ -1,0 +1,645 @@
+package resolvers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/bont/switchboard/gqlws"
+	"github.com/bont/switchboard/switchboard"
+)
+
+// Rendering integrationEvents without gqlgen's executor.
+//
+// gqlgen executes a subscription's selection set field by field for every
+// event: a field context, a context layer, closures and a marshaler per
+// field, then json.Marshal of the response, which compacts the data a
+// second time. For a subscriber resuming thousands of events back that is
+// most of the cost of the replay. EventRenderer compiles the selection set
+// once, with gqlgen's own field collection (fragments, aliases, merging,
+// @skip and @include), into a plan of known fields, and renders each event
+// straight from the domain types into the bytes gqlgen would have sent.
+//
+// It renders only what it knows to render the same: an operation with a
+// field the plan does not know (a field added to the schema since) or a
+// deferred fragment gets no renderer, and an event that would not render
+// cleanly (a null where the schema says non-null, an enum value that is
+// not a plain name) is handed to gqlgen's executor, which produces its
+// usual result. The differential test in eventrender_test.go compares
+// both, byte for byte, over generated operations and events, and fails
+// when a field of these types is missing from the plan.
+
+// field identifies a field of one of the types below.
+type field uint8
+
+const (
+	fTypename field = iota
+	// IntegrationEvent
+	fEventRevision
+	fEventAt
+	fEventKind
+	fEventIntegration
+	fEventPreviousStatus
+	// Integration
+	fIntID
+	fIntProvider
+	fIntCategory
+	fIntStatus
+	fIntStatusReason
+	fIntStatusMessage
+	fIntBadge
+	fIntActions
+	fIntAccount
+	fIntAccountHistory
+	fIntGrantedScopes
+	fIntMissingScopes
+	fIntConnectedAt
+	fIntLastSyncedAt
+	fIntSettings
+	fIntDisconnectWarning
+	fIntRevision
+	// Badge
+	fBadgeLabel
+	fBadgeTone
+	// Account
+	fAccountID
+	fAccountName
+	fAccountEmail
+	// AccountPeriod
+	fPeriodAccount
+	fPeriodFrom
+	fPeriodUntil
+	// Provider
+	fProviderID
+	fProviderName
+	fProviderCategory
+	fProviderSettingsLocation
+	fProviderAvailable
+	fProviderUnavailableReason
+	fProviderSettingDefinitions
+	fProviderScopes
+	// SettingDefinition
+	fDefKey
+	fDefLabel
+	fDefType
+	fDefOptions
+	fDefDefault
+	// Setting
+	fSettingKey
+	fSettingValue
+)
+
+// objectType is a GraphQL object type the plan renders: its fields, and
+// the type of each field that has a selection set of its own.
+type objectType struct {
+	name     string
+	fields   map[string]field
+	children map[string]*objectType
+}
+
+var (
+	badgeType   = &objectType{name: "Badge", fields: map[string]field{"label": fBadgeLabel, "tone": fBadgeTone}}
+	accountType = &objectType{name: "Account", fields: map[string]field{"id": fAccountID, "name": fAccountName, "email": fAccountEmail}}
+	periodType  = &objectType{name: "AccountPeriod",
+		fields:   map[string]field{"account": fPeriodAccount, "from": fPeriodFrom, "until": fPeriodUntil},
+		children: map[string]*objectType{"account": accountType}}
+	definitionType = &objectType{name: "SettingDefinition", fields: map[string]field{
+		"key": fDefKey, "label": fDefLabel, "type": fDefType, "options": fDefOptions, "default": fDefDefault}}
+	providerType = &objectType{name: "Provider",
+		fields: map[string]field{
+			"id": fProviderID, "name": fProviderName, "category": fProviderCategory,
+			"settingsLocation": fProviderSettingsLocation, "available": fProviderAvailable,
+			"unavailableReason": fProviderUnavailableReason, "settingDefinitions": fProviderSettingDefinitions,
+			"scopes": fProviderScopes},
+		children: map[string]*objectType{"settingDefinitions": definitionType}}
+	settingType     = &objectType{name: "Setting", fields: map[string]field{"key": fSettingKey, "value": fSettingValue}}
+	integrationType = &objectType{name: "Integration",
+		fields: map[string]field{
+			"id": fIntID, "provider": fIntProvider, "category": fIntCategory, "status": fIntStatus,
+			"statusReason": fIntStatusReason, "statusMessage": fIntStatusMessage, "badge": fIntBadge,
+			"actions": fIntActions, "account": fIntAccount, "accountHistory": fIntAccountHistory,
+			"grantedScopes": fIntGrantedScopes, "missingScopes": fIntMissingScopes,
+			"connectedAt": fIntConnectedAt, "lastSyncedAt": fIntLastSyncedAt, "settings": fIntSettings,
+			"disconnectWarning": fIntDisconnectWarning, "revision": fIntRevision},
+		children: map[string]*objectType{
+			"provider": providerType, "badge": badgeType, "account": accountType,
+			"accountHistory": periodType, "settings": settingType}}
+	eventType = &objectType{name: "IntegrationEvent",
+		fields: map[string]field{
+			"revision": fEventRevision, "at": fEventAt, "kind": fEventKind,
+			"integration": fEventIntegration, "previousStatus": fEventPreviousStatus},
+		children: map[string]*objectType{"integration": integrationType}}
+)
+
+// plan is a compiled selection set: its fields in response order.
+type plan struct {
+	typename string // for __typename
+	fields   []planField
+}
+
+type planField struct {
+	key string // `"alias":`, with the comma before it unless first
+	f   field
+	sub *plan // for fields with a selection set
+}
+
+// compile plans sel on t, or reports false when it holds anything the
+// plan does not render.
+func compile(rc *graphql.OperationContext, sel ast.SelectionSet, t *objectType) (*plan, bool) {
+	collected := graphql.CollectFields(rc, sel, []string{t.name})
+	p := &plan{typename: t.name, fields: make([]planField, 0, len(collected))}
+	for i, cf := range collected {
+		if len(cf.Deferrables) > 0 {
+			return nil, false
+		}
+		f := fTypename
+		if cf.Name != "__typename" {
+			var ok bool
+			if f, ok = t.fields[cf.Name]; !ok {
+				return nil, false
+			}
+		}
+		key := strconv.Quote(cf.Alias) + ":"
+		if i > 0 {
+			key = "," + key
+		}
+		pf := planField{key: key, f: f}
+		if ct := t.children[cf.Name]; ct != nil {
+			sub, ok := compile(rc, cf.Selections, ct)
+			if !ok {
+				return nil, false
+			}
+			pf.sub = sub
+		}
+		p.fields = append(p.fields, pf)
+	}
+	return p, true
+}
+
+// EventRenderer compiles rc, an integrationEvents subscription, into a
+// renderer of its events for the viewer in ctx; nil when the operation
+// holds anything it does not render (gqlgen's executor then renders every
+// event).
+func (r *Resolver) EventRenderer(ctx context.Context, rc *graphql.OperationContext) gqlws.Renderer {
+	if rc == nil || rc.Operation == nil || rc.Operation.Operation != ast.Subscription {
+		return nil
+	}
+	root := graphql.CollectFields(rc, rc.Operation.SelectionSet, []string{"Subscription"})
+	if len(root) != 1 || root[0].Name != "integrationEvents" || len(root[0].Deferrables) > 0 {
+		return nil
+	}
+	p, ok := compile(rc, root[0].Selections, eventType)
+	if !ok {
+		return nil
+	}
+	er := &eventRenderer{r: r, ctx: ctx, plan: p, prefix: `{"data":{` + strconv.Quote(root[0].Alias) + ":"}
+	return er.render
+}
+
+type eventRenderer struct {
+	r      *Resolver
+	ctx    context.Context
+	plan   *plan
+	prefix string
+	size   int // the last result's length, to size the next
+}
+
+func (er *eventRenderer) render(dst []byte, item any) ([]byte, bool) {
+	ev, _ := item.(*switchboard.Event)
+	if ev == nil {
+		return dst, false
+	}
+	if dst == nil {
+		dst = make([]byte, 0, er.size+64)
+	}
+	start := len(dst)
+	dst = append(dst, er.prefix...)
+	dst, ok := er.event(dst, er.plan, ev)
+	if !ok {
+		return dst[:start], false
+	}
+	dst = append(dst, "}}"...)
+	dst = escapeHTML(dst, start)
+	er.size = len(dst) - start
+	return dst, true
+}
+
+func (er *eventRenderer) event(dst []byte, p *plan, ev *switchboard.Event) ([]byte, bool) {
+	dst = append(dst, '{')
+	ok := true
+	for i := range p.fields {
+		pf := &p.fields[i]
+		dst = append(dst, pf.key...)
+		switch pf.f {
+		case fTypename:
+			dst = appendString(dst, p.typename)
+		case fEventRevision:
+			dst = appendRevision(dst, ev.Revision)
+		case fEventAt:
+			dst, ok = appendTime(dst, ev.At)
+		case fEventKind:
+			var kind string
+			kind, _ = (&integrationEventResolver{er.r}).Kind(er.ctx, ev)
+			dst = appendString(dst, kind)
+		case fEventIntegration:
+			if ev.Integration == nil {
+				return dst, false
+			}
+			dst, ok = er.integration(dst, pf.sub, ev.Integration)
+		case fEventPreviousStatus:
+			if ev.PreviousStatus == nil {
+				dst = append(dst, "null"...)
+			} else {
+				dst, ok = appendEnum(dst, string(*ev.PreviousStatus))
+			}
+		default:
+			return dst, false
+		}
+		if !ok {
+			return dst, false
+		}
+	}
+	return append(dst, '}'), true
+}
+
+func (er *eventRenderer) integration(dst []byte, p *plan, in *switchboard.Integration) ([]byte, bool) {
+	ir := &integrationResolver{er.r}
+	dst = append(dst, '{')
+	ok := true
+	for i := range p.fields {
+		pf := &p.fields[i]
+		dst = append(dst, pf.key...)
+		switch pf.f {
+		case fTypename:
+			dst = appendString(dst, p.typename)
+		case fIntID:
+			dst = appendString(dst, in.ID)
+		case fIntProvider:
+			pv, err := ir.Provider(er.ctx, in)
+			if err != nil || pv == nil {
+				return dst, false
+			}
+			dst, ok = provider(dst, pf.sub, pv)
+		case fIntCategory:
+			dst, ok = appendEnum(dst, string(in.Category))
+		case fIntStatus:
+			dst, ok = appendEnum(dst, string(in.Status))
+		case fIntStatusReason:
+			dst = appendOptional(dst, in.StatusReason)
+		case fIntStatusMessage:
+			dst = appendOptional(dst, in.StatusMessage)
+		case fIntBadge:
+			b := in.Badge()
+			dst, ok = badge(dst, pf.sub, &b)
+		case fIntActions:
+			actions, err := ir.Actions(er.ctx, in)
+			if err != nil {
+				return dst, false
+			}
+			dst = append(dst, '[')
+			for j, a := range actions {
+				if j > 0 {
+					dst = append(dst, ',')
+				}
+				if dst, ok = appendEnum(dst, string(a)); !ok {
+					return dst, false
+				}
+			}
+			dst = append(dst, ']')
+		case fIntAccount:
+			if in.Account == nil {
+				dst = append(dst, "null"...)
+			} else {
+				dst = account(dst, pf.sub, in.Account)
+			}
+		case fIntAccountHistory:
+			dst = append(dst, '[')
+			for j := range in.AccountHistory {
+				if j > 0 {
+					dst = append(dst, ',')
+				}
+				if dst, ok = period(dst, pf.sub, &in.AccountHistory[j]); !ok {
+					return dst, false
+				}
+			}
+			dst = append(dst, ']')
+		case fIntGrantedScopes:
+			dst = appendStrings(dst, in.GrantedScopes)
+		case fIntMissingScopes:
+			dst = appendStrings(dst, in.MissingScopes)
+		case fIntConnectedAt:
+			dst = appendOptionalTime(dst, in.ConnectedAt)
+		case fIntLastSyncedAt:
+			dst = appendOptionalTime(dst, in.LastSyncedAt)
+		case fIntSettings:
+			settings, err := ir.Settings(er.ctx, in)
+			if err != nil {
+				return dst, false
+			}
+			dst = append(dst, '[')
+			for j, s := range settings {
+				if s == nil {
+					return dst, false
+				}
+				if j > 0 {
+					dst = append(dst, ',')
+				}
+				dst = setting(dst, pf.sub, s)
+			}
+			dst = append(dst, ']')
+		case fIntDisconnectWarning:
+			dst = appendString(dst, in.DisconnectWarning())
+		case fIntRevision:
+			dst = appendRevision(dst, in.Revision)
+		default:
+			return dst, false
+		}
+		if !ok {
+			return dst, false
+		}
+	}
+	return append(dst, '}'), true
+}
+
+func badge(dst []byte, p *plan, b *switchboard.Badge) ([]byte, bool) {
+	dst = append(dst, '{')
+	ok := true
+	for i := range p.fields {
+		pf := &p.fields[i]
+		dst = append(dst, pf.key...)
+		switch pf.f {
+		case fTypename:
+			dst = appendString(dst, p.typename)
+		case fBadgeLabel:
+			dst = appendString(dst, b.Label)
+		case fBadgeTone:
+			dst, ok = appendEnum(dst, string(b.Tone))
+		default:
+			return dst, false
+		}
+		if !ok {
+			return dst, false
+		}
+	}
+	return append(dst, '}'), true
+}
+
+func account(dst []byte, p *plan, a *switchboard.Account) []byte {
+	dst = append(dst, '{')
+	for i := range p.fields {
+		pf := &p.fields[i]
+		dst = append(dst, pf.key...)
+		switch pf.f {
+		case fTypename:
+			dst = appendString(dst, p.typename)
+		case fAccountID:
+			dst = appendString(dst, a.ID)
+		case fAccountName:
+			dst = appendOptional(dst, a.Name)
+		case fAccountEmail:
+			dst = appendOptional(dst, a.Email)
+		}
+	}
+	return append(dst, '}')
+}
+
+func period(dst []byte, p *plan, ap *switchboard.AccountPeriod) ([]byte, bool) {
+	dst = append(dst, '{')
+	ok := true
+	for i := range p.fields {
+		pf := &p.fields[i]
+		dst = append(dst, pf.key...)
+		switch pf.f {
+		case fTypename:
+			dst = appendString(dst, p.typename)
+		case fPeriodAccount:
+			dst = account(dst, pf.sub, &ap.Account)
+		case fPeriodFrom:
+			dst, ok = appendTime(dst, ap.From)
+		case fPeriodUntil:
+			dst = appendOptionalTime(dst, ap.Until)
+		default:
+			return dst, false
+		}
+		if !ok {
+			return dst, false
+		}
+	}
+	return append(dst, '}'), true
+}
+
+func provider(dst []byte, p *plan, pv *switchboard.Provider) ([]byte, bool) {
+	dst = append(dst, '{')
+	ok := true
+	for i := range p.fields {
+		pf := &p.fields[i]
+		dst = append(dst, pf.key...)
+		switch pf.f {
+		case fTypename:
+			dst = appendString(dst, p.typename)
+		case fProviderID:
+			dst = appendString(dst, pv.ID)
+		case fProviderName:
+			dst = appendString(dst, pv.Name)
+		case fProviderCategory:
+			dst, ok = appendEnum(dst, string(pv.Category))
+		case fProviderSettingsLocation:
+			dst = appendString(dst, pv.SettingsLocation())
+		case fProviderAvailable:
+			dst = strconv.AppendBool(dst, pv.Available)
+		case fProviderUnavailableReason:
+			dst = appendOptional(dst, pv.UnavailableReason)
+		case fProviderSettingDefinitions:
+			dst = append(dst, '[')
+			for j := range pv.SettingDefinitions {
+				if j > 0 {
+					dst = append(dst, ',')
+				}
+				if dst, ok = definition(dst, pf.sub, &pv.SettingDefinitions[j]); !ok {
+					return dst, false
+				}
+			}
+			dst = append(dst, ']')
+		case fProviderScopes:
+			dst = appendStrings(dst, pv.Scopes)
+		default:
+			return dst, false
+		}
+		if !ok {
+			return dst, false
+		}
+	}
+	return append(dst, '}'), true
+}
+
+func definition(dst []byte, p *plan, d *switchboard.SettingDefinition) ([]byte, bool) {
+	dst = append(dst, '{')
+	ok := true
+	for i := range p.fields {
+		pf := &p.fields[i]
+		dst = append(dst, pf.key...)
+		switch pf.f {
+		case fTypename:
+			dst = appendString(dst, p.typename)
+		case fDefKey:
+			dst = appendString(dst, d.Key)
+		case fDefLabel:
+			dst = appendString(dst, d.Label)
+		case fDefType:
+			dst, ok = appendEnum(dst, string(d.Type))
+		case fDefOptions:
+			dst = appendStrings(dst, d.Options)
+		case fDefDefault:
+			dst = appendString(dst, d.Default)
+		default:
+			return dst, false
+		}
+		if !ok {
+			return dst, false
+		}
+	}
+	return append(dst, '}'), true
+}
+
+func setting(dst []byte, p *plan, s *switchboard.Setting) []byte {
+	dst = append(dst, '{')
+	for i := range p.fields {
+		pf := &p.fields[i]
+		dst = append(dst, pf.key...)
+		switch pf.f {
+		case fTypename:
+			dst = appendString(dst, p.typename)
+		case fSettingKey:
+			dst = appendString(dst, s.Key)
+		case fSettingValue:
+			dst = appendString(dst, s.Value)
+		}
+	}
+	return append(dst, '}')
+}
+
+// ---- values, as gqlgen's marshalers write them ----
+
+const hexDigits = "0123456789ABCDEF"
+
+// appendString is graphql.MarshalString: quotes, backslashes and control
+// characters escaped, everything else (invalid UTF-8 included) as is.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '\\' && c != '"' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '\t':
+			dst = append(dst, `\t`...)
+		case '\r':
+			dst = append(dst, `\r`...)
+		case '\n':
+			dst = append(dst, `\n`...)
+		case '\\':
+			dst = append(dst, `\\`...)
+		case '"':
+			dst = append(dst, `\"`...)
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// appendOptional is a nullable String whose resolver maps "" to null.
+func appendOptional(dst []byte, s string) []byte {
+	if p := optional(s); p != nil {
+		return appendString(dst, *p)
+	}
+	return append(dst, "null"...)
+}
+
+// appendStrings is a [String!]!: a nil slice is an empty list.
+func appendStrings(dst []byte, ss []string) []byte {
+	dst = append(dst, '[')
+	for i, s := range ss {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, s)
+	}
+	return append(dst, ']')
+}
+
+// appendEnum is the domain enums' MarshalGQL (strconv.Quote) for values
+// that are plain names; anything else is left to gqlgen.
+func appendEnum(dst []byte, s string) ([]byte, bool) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z') {
+			return dst, false
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"'), true
+}
+
+// appendRevision is gqlscalar.MarshalRevision.
+func appendRevision(dst []byte, r uint64) []byte {
+	dst = append(dst, '"')
+	dst = strconv.AppendUint(dst, r, 10)
+	return append(dst, '"')
+}
+
+// appendTime is graphql.MarshalTime for a non-null Time; the zero time is
+// null there, an error for a non-null field, and left to gqlgen.
+func appendTime(dst []byte, t time.Time) ([]byte, bool) {
+	if t.IsZero() {
+		return dst, false
+	}
+	dst = append(dst, '"')
+	dst = t.AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, '"'), true
+}
+
+func appendOptionalTime(dst []byte, t *time.Time) []byte {
+	if t == nil || t.IsZero() {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '"')
+	dst = t.AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, '"')
+}
+
+// escapeHTML does to dst[start:] what json.Marshal does to a response's
+// data: <, > and & become \u003c, \u003e and \u0026, and U+2028 and
+// U+2029 are escaped too. Most events hold none of them.
+func escapeHTML(dst []byte, start int) []byte {
+	b := dst[start:]
+	if !needsHTMLEscape(b) {
+		return dst
+	}
+	var buf bytes.Buffer
+	json.HTMLEscape(&buf, b)
+	return append(dst[:start], buf.Bytes()...)
+}
+
+func needsHTMLEscape(b []byte) bool {
+	for i, c := range b {
+		switch {
+		case c == '<' || c == '>' || c == '&':
+			return true
+		case c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && b[i+2]&^1 == 0xA8:
+			return true
+		}
+	}
+	return false
+}
