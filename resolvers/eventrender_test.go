@@ -45,13 +45,13 @@ func (s diffSubscription) IntegrationEvents(context.Context, *uint64, *switchboa
 }
 
 type differ struct {
-	t      *testing.T
+	t      testing.TB
 	root   *diffRoot
 	exec   *executor.Executor
 	schema *ast.Schema
 }
 
-func newDiffer(t *testing.T) *differ {
+func newDiffer(t testing.TB) *differ {
 	t.Helper()
 	providers := oauthflow.BuiltinProviders()
 	odd := providers[0]
@@ -544,4 +544,44 @@ func genEvent(rng *rand.Rand, viewer *switchboard.Principal) (*switchboard.Event
 	}
 	ev.Integration = in
 	return ev, clean
+}
+
+// The settings page's subscription, one event: rendered by gqlgen's
+// executor and json.Marshal as the transport did before, and by the
+// compiled renderer. Compare the two in one run:
+//
+//	go test -run '^$' -bench EventRender -benchmem ./resolvers
+func BenchmarkEventRender(b *testing.B) {
+	const query = `subscription($after: Revision) { integrationEvents(afterRevision: $after) {
+		revision at kind previousStatus
+		integration { id status statusMessage badge { label tone } actions account { id name email } connectedAt revision provider { id name } } } }`
+	d := newDiffer(b)
+	p := testViewers()[0]
+	op, ok := d.prepare(p, query, map[string]any{"after": "5"})
+	if !ok || op.fast == nil {
+		b.Fatal("no renderer")
+	}
+	now := time.Now()
+	prev := switchboard.StatusConnected
+	ev := &switchboard.Event{Revision: 123456, At: now, Kind: switchboard.EventConfigured, PreviousStatus: &prev,
+		Integration: &switchboard.Integration{ID: "int_0123456789", ProviderID: "hubspot", Category: switchboard.CategoryCRM,
+			Status: switchboard.StatusConnected, Account: &switchboard.Account{ID: "acct_1", Name: "Acme", Email: "ops@acme.test"},
+			ConnectedAt: &now, Revision: 123456}}
+	b.Run("executor", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			d.root.events <- ev
+			if _, err := json.Marshal(op.responses(op.ctx)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("compiled", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := op.fast(nil, ev); !ok {
+				b.Fatal("declined")
+			}
+		}
+	})
 }
