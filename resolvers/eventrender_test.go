@@ -546,42 +546,50 @@ func genEvent(rng *rand.Rand, viewer *switchboard.Principal) (*switchboard.Event
 	return ev, clean
 }
 
-// The settings page's subscription, one event: rendered by gqlgen's
-// executor and json.Marshal as the transport did before, and by the
-// compiled renderer. Compare the two in one run:
+// One event rendered by gqlgen's executor and json.Marshal, as the
+// transport did before, and by the compiled renderer, for two selections:
+// the load command's card (revision, status and badge) and a settings
+// page's card with the resolver-backed provider and actions. Compare the
+// two in one run:
 //
 //	go test -run '^$' -bench EventRender -benchmem ./resolvers
 func BenchmarkEventRender(b *testing.B) {
-	const query = `subscription($after: Revision) { integrationEvents(afterRevision: $after) {
-		revision at kind previousStatus
-		integration { id status statusMessage badge { label tone } actions account { id name email } connectedAt revision provider { id name } } } }`
+	selections := []struct{ name, query string }{
+		{"card", `subscription($after: Revision) { integrationEvents(afterRevision: $after) {
+			revision at kind integration { id status badge { label tone } } } }`},
+		{"settings-page", `subscription($after: Revision) { integrationEvents(afterRevision: $after) {
+			revision at kind previousStatus
+			integration { id status statusMessage badge { label tone } actions account { id name email } connectedAt revision provider { id name } } } }`},
+	}
 	d := newDiffer(b)
 	p := testViewers()[0]
-	op, ok := d.prepare(p, query, map[string]any{"after": "5"})
-	if !ok || op.fast == nil {
-		b.Fatal("no renderer")
-	}
 	now := time.Now()
 	prev := switchboard.StatusConnected
 	ev := &switchboard.Event{Revision: 123456, At: now, Kind: switchboard.EventConfigured, PreviousStatus: &prev,
 		Integration: &switchboard.Integration{ID: "int_0123456789", ProviderID: "hubspot", Category: switchboard.CategoryCRM,
 			Status: switchboard.StatusConnected, Account: &switchboard.Account{ID: "acct_1", Name: "Acme", Email: "ops@acme.test"},
 			ConnectedAt: &now, Revision: 123456}}
-	b.Run("executor", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			d.root.events <- ev
-			if _, err := json.Marshal(op.responses(op.ctx)); err != nil {
-				b.Fatal(err)
-			}
+	for _, sel := range selections {
+		op, ok := d.prepare(p, sel.query, map[string]any{"after": "5"})
+		if !ok || op.fast == nil {
+			b.Fatal("no renderer")
 		}
-	})
-	b.Run("compiled", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, ok := op.fast(nil, ev); !ok {
-				b.Fatal("declined")
+		b.Run(sel.name+"/executor", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				d.root.events <- ev
+				if _, err := json.Marshal(op.responses(op.ctx)); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+		})
+		b.Run(sel.name+"/compiled", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok := op.fast(nil, ev); !ok {
+					b.Fatal("declined")
+				}
+			}
+		})
+	}
 }
