@@ -593,3 +593,33 @@ func BenchmarkEventRender(b *testing.B) {
 		})
 	}
 }
+
+// Arbitrary strings and times in the fields an event carries: whatever
+// the renderer renders equals gqlgen's output.
+//
+//	go test -run '^$' -fuzz FuzzEventRender -fuzztime 30s ./resolvers
+func FuzzEventRender(f *testing.F) {
+	for _, s := range stringPieces {
+		f.Add(s, "<&>"+s, int64(1700000000), int64(123456789), 3600)
+	}
+	d := newDiffer(f)
+	p := testViewers()[0]
+	op, ok := d.prepare(p, "subscription { integrationEvents "+selectAll(d.schema, d.schema.Types["IntegrationEvent"])+" }", nil)
+	if !ok || op.fast == nil {
+		f.Fatal("no renderer")
+	}
+	f.Fuzz(func(t *testing.T, a, b string, sec, nsec int64, offset int) {
+		d.t = t
+		at := time.Unix(sec, nsec).In(time.FixedZone(b, offset%(18*3600)))
+		ev := &switchboard.Event{Revision: uint64(sec), At: at, Kind: switchboard.EventKind(a),
+			Integration: &switchboard.Integration{ID: a, ProviderID: b, Category: switchboard.CategoryCRM,
+				Status: switchboard.StatusError, StatusReason: a, StatusMessage: b, GrantedScopes: []string{a, b},
+				Account:        &switchboard.Account{ID: b, Name: a, Email: b},
+				AccountHistory: []switchboard.AccountPeriod{{Account: switchboard.Account{ID: a}, From: at, Until: &at}},
+				ConnectedAt:    &at, SettingValues: map[string]string{"mode": a}}}
+		want, got, ok := d.both(op, ev)
+		if ok && string(got) != string(want) {
+			t.Fatalf("differ\nwant: %q\ngot:  %q", want, got)
+		}
+	})
+}
