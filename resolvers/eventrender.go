@@ -209,7 +209,7 @@ type eventRenderer struct {
 	size   int // the last result's length, to size the next
 }
 
-func (er *eventRenderer) render(dst []byte, item any) ([]byte, bool) {
+func (er *eventRenderer) render(dst []byte, item any) (out []byte, ok bool) {
 	ev, _ := item.(*switchboard.Event)
 	if ev == nil {
 		return dst, false
@@ -218,8 +218,16 @@ func (er *eventRenderer) render(dst []byte, item any) ([]byte, bool) {
 		dst = make([]byte, 0, er.size+64)
 	}
 	start := len(dst)
+	// A resolver that panics is gqlgen's to handle, as it always was: it
+	// recovers per field, logs through the server's recover function and
+	// renders what the schema's nullability leaves.
+	defer func() {
+		if recover() != nil {
+			out, ok = dst[:start], false
+		}
+	}()
 	dst = append(dst, er.prefix...)
-	dst, ok := er.event(dst, er.plan, ev)
+	dst, ok = er.event(dst, er.plan, ev)
 	if !ok {
 		return dst[:start], false
 	}

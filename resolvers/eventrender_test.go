@@ -269,6 +269,36 @@ func TestEventRendererDeclines(t *testing.T) {
 	}
 }
 
+// panicky is a catalogue whose provider "boom" panics.
+type panicky struct{ switchboard.Catalogue }
+
+func (p panicky) Provider(id string) (*switchboard.Provider, bool) {
+	if id == "boom" {
+		panic("catalogue failure")
+	}
+	return p.Catalogue.Provider(id)
+}
+
+// A resolver that panics under the renderer hands the event to gqlgen,
+// which recovers as it always did; the renderer's buffer is left as given.
+func TestEventRendererLeavesPanicsToExecutor(t *testing.T) {
+	d := newDiffer(t)
+	d.root.Service.Catalogue = panicky{d.root.Service.Catalogue}
+	op, ok := d.prepare(testViewers()[0], `subscription { integrationEvents { revision integration { id provider { name } } } }`, nil)
+	if !ok || op.fast == nil {
+		t.Fatal("no renderer")
+	}
+	ev := &switchboard.Event{Revision: 7, At: time.Unix(1, 0), Integration: &switchboard.Integration{ID: "x", ProviderID: "boom", Status: switchboard.StatusConnected}}
+	b, ok := op.fast([]byte("kept"), ev)
+	if ok || string(b) != "kept" {
+		t.Fatalf("rendered %q, %v", b, ok)
+	}
+	ev.Integration.ProviderID = "hubspot"
+	if want, got, ok := d.both(op, ev); !ok || string(got) != string(want) {
+		t.Fatalf("after the panic: %s, want %s", got, want)
+	}
+}
+
 func testViewers() []*switchboard.Principal {
 	return []*switchboard.Principal{
 		{WorkspaceID: "ws_1", UserID: "usr_admin", Role: switchboard.RoleAdmin},
