@@ -29,6 +29,7 @@ import (
 	"github.com/bont/switchboard/bolt"
 	"github.com/bont/switchboard/fanout"
 	"github.com/bont/switchboard/gorillaws"
+	"github.com/bont/switchboard/gqlws"
 	"github.com/bont/switchboard/httpapi"
 	"github.com/bont/switchboard/metrics"
 	"github.com/bont/switchboard/oauthflow"
@@ -138,6 +139,7 @@ type Main struct {
 	broker    *fanout.Broker
 	ws        *gorillaws.Implementation
 	metrics   *metrics.Metrics
+	renders   gqlws.RenderCounts
 	service   *switchboard.Service
 	refresher *switchboard.Refresher
 	sandbox   *oauthflow.Sandbox
@@ -288,6 +290,9 @@ func (m *Main) Run(ctx context.Context) error {
 		// The replay history's size (fanout/history.go).
 		ReplayHistoryEvents: func() float64 { return float64(m.broker.Stats().HistoryEvents) },
 		ReplayHistoryBytes:  func() float64 { return float64(m.broker.Stats().HistoryBytes) },
+
+		RendersCompiled: func() float64 { return float64(m.renders.Compiled.Load()) },
+		RendersExecutor: func() float64 { return float64(m.renders.Executor.Load()) },
 	})
 	m.service = &switchboard.Service{
 		Store:     metrics.Store{Store: m.store, M: m.metrics},
@@ -359,6 +364,7 @@ func (m *Main) Run(ctx context.Context) error {
 		WebsocketInitTimeout: cfg.WebsocketInitTimeout,
 		StockWebsocket:       cfg.StockWebsocket,
 		ExecutorEvents:       cfg.ExecutorEvents,
+		Renders:              &m.renders,
 	}
 	opts.WrapWebsocket = m.ws.Middleware
 	if m.sandbox != nil {

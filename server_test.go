@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -1028,7 +1029,12 @@ func TestMetricsAndReadiness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws.subscribe("1", eventsSubscription, nil)
+	// From the start: the connect's events are replayed, rendered by the
+	// compiled renderer.
+	ws.subscribe("1", eventsSubscription, map[string]any{"after": "0"})
+	if _, err := ws.nextEvent(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "the subscriber to register", func() bool { return m.broker.Stats().Subscribers == 1 })
 
 	resp, err := http.Get(m.URL + "/metrics")
@@ -1046,10 +1052,14 @@ func TestMetricsAndReadiness(t *testing.T) {
 		`switchboard_commit_duration_seconds_count{outcome="ok"}`,
 		`switchboard_http_requests_total{code="200",route="/graphql"}`,
 		"go_goroutines",
+		`switchboard_event_renders_total{by="executor"} 0`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+	if !regexp.MustCompile(`(?m)^switchboard_event_renders_total\{by="compiled"\} [1-9]`).Match(body) {
+		t.Errorf("/metrics counts no compiled render:\n%s", body)
 	}
 	if resp.Header.Get("X-Request-Id") == "" {
 		t.Error("no X-Request-Id on the response")

@@ -51,6 +51,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -106,6 +107,9 @@ type Transport struct {
 	// nil Renderer) leaves every item to gqlgen's executor. ctx is the
 	// subscription's, carrying the connection's values (the viewer).
 	Compile func(ctx context.Context, rc *graphql.OperationContext) Renderer
+	// Renders, when set, counts the items rendered by a Renderer and by
+	// gqlgen's executor (once per group and item, not per delivery).
+	Renders *RenderCounts
 
 	groups  groups
 	writers writers
@@ -187,6 +191,12 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		})
 	}
 	go c.read()
+}
+
+// RenderCounts counts how subscription items were rendered; read it at any
+// time.
+type RenderCounts struct {
+	Compiled, Executor atomic.Uint64
 }
 
 // Renderer writes one item's result without gqlgen's executor: it appends
@@ -937,8 +947,14 @@ func (c *conn) execute(s *sub, fast Renderer, responses graphql.ResponseHandler,
 	if fast != nil {
 		if b, ok := fast(nil, s.src.current()); ok {
 			s.src.drop()
+			if n := c.t.Renders; n != nil {
+				n.Compiled.Add(1)
+			}
 			return b
 		}
+	}
+	if n := c.t.Renders; n != nil {
+		n.Executor.Add(1)
 	}
 	s.src.feed()
 	resp := responses(ctx)

@@ -99,6 +99,9 @@ type Options struct {
 	// ExecutorEvents leaves every subscription event to gqlgen's
 	// executor: no compiled renderer (resolvers/eventrender.go).
 	ExecutorEvents bool
+	// Renders, when set, counts subscription items by renderer (for
+	// /metrics).
+	Renders *gqlws.RenderCounts
 
 	tokenLimits    *limiters
 	callbackLimits *limiters
@@ -257,6 +260,7 @@ func (o Options) addWebsocket(srv *handler.Server, compile func(context.Context,
 		ReadLimit:        MaxBodyBytes,
 		ViewerKey:        viewerKey,
 		Compile:          compile,
+		Renders:          o.Renders,
 		ErrorFunc: func(ctx context.Context, err error) {
 			o.Logger.Debug("websocket", "err", err)
 		},

@@ -25,6 +25,10 @@ type Sources struct {
 	// The broker's replay history: events kept and their estimated bytes.
 	ReplayHistoryEvents func() float64
 	ReplayHistoryBytes  func() float64
+	// Subscription events rendered by the compiled renderer and by
+	// gqlgen's executor (once per group of identical subscriptions).
+	RendersCompiled func() float64
+	RendersExecutor func() float64
 }
 
 // Metrics holds the collectors. Its methods are safe for concurrent use.
@@ -77,6 +81,15 @@ func New(src Sources) *Metrics {
 	counter("switchboard_subscriber_cutoffs_total", "Subscribers cut off for falling too far behind.", src.Cutoffs)
 	gauge("switchboard_replay_history_events", "Recent events kept in memory to replay resuming subscribers.", src.ReplayHistoryEvents)
 	gauge("switchboard_replay_history_bytes", "Estimated memory of the events kept to replay resuming subscribers.", src.ReplayHistoryBytes)
+	for by, f := range map[string]func() float64{"compiled": src.RendersCompiled, "executor": src.RendersExecutor} {
+		if f != nil {
+			m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "switchboard_event_renders_total",
+				Help:        "Subscription events rendered, once per group of identical subscriptions, by the compiled renderer or by gqlgen's executor (operations or events the renderer does not know).",
+				ConstLabels: prometheus.Labels{"by": by},
+			}, f))
+		}
+	}
 	if src.StatusCounts != nil {
 		m.registry.MustRegister(&statusCollector{src.StatusCounts})
 	}
