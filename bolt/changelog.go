@@ -46,7 +46,7 @@ func (s *Store) EventsAfter(ctx context.Context, workspaceID string, after uint6
 				break
 			}
 			ev := new(switchboard.Event)
-			if err := json.Unmarshal(v, ev); err != nil {
+			if err := decodeEvent(v, ev); err != nil {
 				return fmt.Errorf("decode event %d: %w", u64(k), err)
 			}
 			out = append(out, ev)

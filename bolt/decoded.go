@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"bytes"
-	"encoding/json"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -68,7 +67,7 @@ func (c *decodedCache) integration(key string, raw []byte) (*switchboard.Integra
 		}
 	}
 	in := new(switchboard.Integration)
-	if err := json.Unmarshal(raw, in); err != nil {
+	if err := decodeIntegration(raw, in); err != nil {
 		return nil, err
 	}
 	// A reader that started before a commit must not replace what that

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -75,7 +74,7 @@ func (s *Store) FindIntegrations(ctx context.Context, workspaceID string, f swit
 		}
 		return b.ForEach(func(k, v []byte) error {
 			in := new(switchboard.Integration)
-			if err := json.Unmarshal(v, in); err != nil {
+			if err := decodeIntegration(v, in); err != nil {
 				return fmt.Errorf("decode integration %q: %w", k, err)
 			}
 			if f.Match(in) {
@@ -386,7 +385,7 @@ func soleInCategory(ws *bbolt.Bucket, next *switchboard.Integration, message fun
 			return nil
 		}
 		other := new(switchboard.Integration)
-		if err := json.Unmarshal(v, other); err != nil {
+		if err := decodeIntegration(v, other); err != nil {
 			return fmt.Errorf("decode integration %q: %w", k, err)
 		}
 		if other.Category != next.Category || other.Status == switchboard.StatusDisconnected {
