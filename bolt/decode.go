@@ -35,3 +35,22 @@ func decodeIntegration(data []byte, in *switchboard.Integration) error {
 	*in = switchboard.Integration{}
 	return json.Unmarshal(data, in)
 }
+
+// scheduleFields are the fields of a stored integration the token
+// schedule needs: decoding the rest of every integration costs seconds at
+// a million.
+type scheduleFields struct {
+	ID, ProviderID, StatusReason string
+	Status                       switchboard.Status
+	Generation                   uint64
+}
+
+// decodeScheduleFields decodes those fields of an integration's stored
+// value into f.
+func decodeScheduleFields(data []byte, f *scheduleFields) error {
+	if err := gojson.Unmarshal(data, f); err == nil {
+		return nil
+	}
+	*f = scheduleFields{}
+	return json.Unmarshal(data, f)
+}

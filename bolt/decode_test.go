@@ -102,6 +102,13 @@ func checkDecoders(t *testing.T, data []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var wantF, gotF scheduleFields
+	if err := json.Unmarshal(raw, &wantF); err != nil {
+		t.Fatal(err)
+	}
+	if err := decodeScheduleFields(raw, &gotF); err != nil || wantF != gotF {
+		t.Fatalf("schedule fields: %v\n%q\nwant %#v\n got %#v", err, raw, wantF, gotF)
+	}
 	var wantIn, gotIn switchboard.Integration
 	if err := json.Unmarshal(raw, &wantIn); err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -40,12 +39,8 @@ func (s *Store) TokenSchedule(ctx context.Context, fn func(*switchboard.TokenMet
 			return ints.ForEach(func(id, v []byte) error {
 				// Only the fields the schedule needs: decoding the rest
 				// of every integration costs seconds at a million.
-				var in struct {
-					ID, ProviderID, StatusReason string
-					Status                       switchboard.Status
-					Generation                   uint64
-				}
-				if err := json.Unmarshal(v, &in); err != nil {
+				var in scheduleFields
+				if err := decodeScheduleFields(v, &in); err != nil {
 					return fmt.Errorf("decode integration %q: %w", id, err)
 				}
 				gen, ok := (&switchboard.Integration{Status: in.Status, Generation: in.Generation}).CurrentGeneration()
