@@ -227,7 +227,7 @@ func (er *eventRenderer) render(dst []byte, item any) (out []byte, ok bool) {
 		}
 	}()
 	dst = append(dst, er.prefix...)
-	dst, ok = er.event(dst, er.plan, ev)
+	dst, ok = er.object(dst, er.plan, ev)
 	if !ok {
 		return dst[:start], false
 	}
@@ -237,298 +237,205 @@ func (er *eventRenderer) render(dst []byte, item any) (out []byte, ok bool) {
 	return dst, true
 }
 
-func (er *eventRenderer) event(dst []byte, p *plan, ev *switchboard.Event) ([]byte, bool) {
+// object renders obj, a pointer to the Go value of p's type, as p
+// selects it.
+func (er *eventRenderer) object(dst []byte, p *plan, obj any) ([]byte, bool) {
 	dst = append(dst, '{')
-	ok := true
 	for i := range p.fields {
 		pf := &p.fields[i]
 		dst = append(dst, pf.key...)
-		switch pf.f {
-		case fTypename:
+		var ok bool
+		if pf.f == fTypename {
 			dst = appendString(dst, p.typename)
-		case fEventRevision:
-			dst = appendRevision(dst, ev.Revision)
-		case fEventAt:
-			dst, ok = appendTime(dst, ev.At)
-		case fEventKind:
-			var kind string
-			kind, _ = (&integrationEventResolver{er.r}).Kind(er.ctx, ev)
-			dst = appendString(dst, kind)
-		case fEventIntegration:
-			if ev.Integration == nil {
+		} else if dst, ok = er.field(dst, pf, obj); !ok {
+			return dst, false
+		}
+	}
+	return append(dst, '}'), true
+}
+
+// field renders one field of obj other than __typename; false leaves the
+// event to gqlgen.
+func (er *eventRenderer) field(dst []byte, pf *planField, obj any) ([]byte, bool) {
+	switch pf.f {
+	// IntegrationEvent
+	case fEventRevision:
+		return appendRevision(dst, obj.(*switchboard.Event).Revision), true
+	case fEventAt:
+		return appendTime(dst, obj.(*switchboard.Event).At)
+	case fEventKind:
+		kind, err := (&integrationEventResolver{er.r}).Kind(er.ctx, obj.(*switchboard.Event))
+		return appendString(dst, kind), err == nil
+	case fEventIntegration:
+		in := obj.(*switchboard.Event).Integration
+		if in == nil {
+			return dst, false
+		}
+		return er.object(dst, pf.sub, in)
+	case fEventPreviousStatus:
+		st := obj.(*switchboard.Event).PreviousStatus
+		if st == nil {
+			return append(dst, "null"...), true
+		}
+		return appendEnum(dst, string(*st))
+
+	// Integration
+	case fIntID:
+		return appendString(dst, obj.(*switchboard.Integration).ID), true
+	case fIntProvider:
+		pv, err := (&integrationResolver{er.r}).Provider(er.ctx, obj.(*switchboard.Integration))
+		if err != nil || pv == nil {
+			return dst, false
+		}
+		return er.object(dst, pf.sub, pv)
+	case fIntCategory:
+		return appendEnum(dst, string(obj.(*switchboard.Integration).Category))
+	case fIntStatus:
+		return appendEnum(dst, string(obj.(*switchboard.Integration).Status))
+	case fIntStatusReason:
+		return appendOptional(dst, obj.(*switchboard.Integration).StatusReason), true
+	case fIntStatusMessage:
+		return appendOptional(dst, obj.(*switchboard.Integration).StatusMessage), true
+	case fIntBadge:
+		b := obj.(*switchboard.Integration).Badge()
+		return er.object(dst, pf.sub, &b)
+	case fIntActions:
+		actions, err := (&integrationResolver{er.r}).Actions(er.ctx, obj.(*switchboard.Integration))
+		if err != nil {
+			return dst, false
+		}
+		dst = append(dst, '[')
+		for j, a := range actions {
+			if j > 0 {
+				dst = append(dst, ',')
+			}
+			var ok bool
+			if dst, ok = appendEnum(dst, string(a)); !ok {
 				return dst, false
 			}
-			dst, ok = er.integration(dst, pf.sub, ev.Integration)
-		case fEventPreviousStatus:
-			if ev.PreviousStatus == nil {
-				dst = append(dst, "null"...)
-			} else {
-				dst, ok = appendEnum(dst, string(*ev.PreviousStatus))
+		}
+		return append(dst, ']'), true
+	case fIntAccount:
+		a := obj.(*switchboard.Integration).Account
+		if a == nil {
+			return append(dst, "null"...), true
+		}
+		return er.object(dst, pf.sub, a)
+	case fIntAccountHistory:
+		history := obj.(*switchboard.Integration).AccountHistory
+		dst = append(dst, '[')
+		for j := range history {
+			if j > 0 {
+				dst = append(dst, ',')
 			}
-		default:
-			return dst, false
-		}
-		if !ok {
-			return dst, false
-		}
-	}
-	return append(dst, '}'), true
-}
-
-func (er *eventRenderer) integration(dst []byte, p *plan, in *switchboard.Integration) ([]byte, bool) {
-	ir := &integrationResolver{er.r}
-	dst = append(dst, '{')
-	ok := true
-	for i := range p.fields {
-		pf := &p.fields[i]
-		dst = append(dst, pf.key...)
-		switch pf.f {
-		case fTypename:
-			dst = appendString(dst, p.typename)
-		case fIntID:
-			dst = appendString(dst, in.ID)
-		case fIntProvider:
-			pv, err := ir.Provider(er.ctx, in)
-			if err != nil || pv == nil {
+			var ok bool
+			if dst, ok = er.object(dst, pf.sub, &history[j]); !ok {
 				return dst, false
 			}
-			dst, ok = provider(dst, pf.sub, pv)
-		case fIntCategory:
-			dst, ok = appendEnum(dst, string(in.Category))
-		case fIntStatus:
-			dst, ok = appendEnum(dst, string(in.Status))
-		case fIntStatusReason:
-			dst = appendOptional(dst, in.StatusReason)
-		case fIntStatusMessage:
-			dst = appendOptional(dst, in.StatusMessage)
-		case fIntBadge:
-			b := in.Badge()
-			dst, ok = badge(dst, pf.sub, &b)
-		case fIntActions:
-			actions, err := ir.Actions(er.ctx, in)
-			if err != nil {
+		}
+		return append(dst, ']'), true
+	case fIntGrantedScopes:
+		return appendStrings(dst, obj.(*switchboard.Integration).GrantedScopes), true
+	case fIntMissingScopes:
+		return appendStrings(dst, obj.(*switchboard.Integration).MissingScopes), true
+	case fIntConnectedAt:
+		return appendOptionalTime(dst, obj.(*switchboard.Integration).ConnectedAt), true
+	case fIntLastSyncedAt:
+		return appendOptionalTime(dst, obj.(*switchboard.Integration).LastSyncedAt), true
+	case fIntSettings:
+		settings, err := (&integrationResolver{er.r}).Settings(er.ctx, obj.(*switchboard.Integration))
+		if err != nil {
+			return dst, false
+		}
+		dst = append(dst, '[')
+		for j, st := range settings {
+			if st == nil {
 				return dst, false
 			}
-			dst = append(dst, '[')
-			for j, a := range actions {
-				if j > 0 {
-					dst = append(dst, ',')
-				}
-				if dst, ok = appendEnum(dst, string(a)); !ok {
-					return dst, false
-				}
+			if j > 0 {
+				dst = append(dst, ',')
 			}
-			dst = append(dst, ']')
-		case fIntAccount:
-			if in.Account == nil {
-				dst = append(dst, "null"...)
-			} else {
-				dst = account(dst, pf.sub, in.Account)
-			}
-		case fIntAccountHistory:
-			dst = append(dst, '[')
-			for j := range in.AccountHistory {
-				if j > 0 {
-					dst = append(dst, ',')
-				}
-				if dst, ok = period(dst, pf.sub, &in.AccountHistory[j]); !ok {
-					return dst, false
-				}
-			}
-			dst = append(dst, ']')
-		case fIntGrantedScopes:
-			dst = appendStrings(dst, in.GrantedScopes)
-		case fIntMissingScopes:
-			dst = appendStrings(dst, in.MissingScopes)
-		case fIntConnectedAt:
-			dst = appendOptionalTime(dst, in.ConnectedAt)
-		case fIntLastSyncedAt:
-			dst = appendOptionalTime(dst, in.LastSyncedAt)
-		case fIntSettings:
-			settings, err := ir.Settings(er.ctx, in)
-			if err != nil {
+			var ok bool
+			if dst, ok = er.object(dst, pf.sub, st); !ok {
 				return dst, false
 			}
-			dst = append(dst, '[')
-			for j, s := range settings {
-				if s == nil {
-					return dst, false
-				}
-				if j > 0 {
-					dst = append(dst, ',')
-				}
-				dst = setting(dst, pf.sub, s)
+		}
+		return append(dst, ']'), true
+	case fIntDisconnectWarning:
+		return appendString(dst, obj.(*switchboard.Integration).DisconnectWarning()), true
+	case fIntRevision:
+		return appendRevision(dst, obj.(*switchboard.Integration).Revision), true
+
+	// Badge
+	case fBadgeLabel:
+		return appendString(dst, obj.(*switchboard.Badge).Label), true
+	case fBadgeTone:
+		return appendEnum(dst, string(obj.(*switchboard.Badge).Tone))
+
+	// Account
+	case fAccountID:
+		return appendString(dst, obj.(*switchboard.Account).ID), true
+	case fAccountName:
+		return appendOptional(dst, obj.(*switchboard.Account).Name), true
+	case fAccountEmail:
+		return appendOptional(dst, obj.(*switchboard.Account).Email), true
+
+	// AccountPeriod
+	case fPeriodAccount:
+		return er.object(dst, pf.sub, &obj.(*switchboard.AccountPeriod).Account)
+	case fPeriodFrom:
+		return appendTime(dst, obj.(*switchboard.AccountPeriod).From)
+	case fPeriodUntil:
+		return appendOptionalTime(dst, obj.(*switchboard.AccountPeriod).Until), true
+
+	// Provider
+	case fProviderID:
+		return appendString(dst, obj.(*switchboard.Provider).ID), true
+	case fProviderName:
+		return appendString(dst, obj.(*switchboard.Provider).Name), true
+	case fProviderCategory:
+		return appendEnum(dst, string(obj.(*switchboard.Provider).Category))
+	case fProviderSettingsLocation:
+		return appendString(dst, obj.(*switchboard.Provider).SettingsLocation()), true
+	case fProviderAvailable:
+		return strconv.AppendBool(dst, obj.(*switchboard.Provider).Available), true
+	case fProviderUnavailableReason:
+		return appendOptional(dst, obj.(*switchboard.Provider).UnavailableReason), true
+	case fProviderSettingDefinitions:
+		defs := obj.(*switchboard.Provider).SettingDefinitions
+		dst = append(dst, '[')
+		for j := range defs {
+			if j > 0 {
+				dst = append(dst, ',')
 			}
-			dst = append(dst, ']')
-		case fIntDisconnectWarning:
-			dst = appendString(dst, in.DisconnectWarning())
-		case fIntRevision:
-			dst = appendRevision(dst, in.Revision)
-		default:
-			return dst, false
-		}
-		if !ok {
-			return dst, false
-		}
-	}
-	return append(dst, '}'), true
-}
-
-func badge(dst []byte, p *plan, b *switchboard.Badge) ([]byte, bool) {
-	dst = append(dst, '{')
-	ok := true
-	for i := range p.fields {
-		pf := &p.fields[i]
-		dst = append(dst, pf.key...)
-		switch pf.f {
-		case fTypename:
-			dst = appendString(dst, p.typename)
-		case fBadgeLabel:
-			dst = appendString(dst, b.Label)
-		case fBadgeTone:
-			dst, ok = appendEnum(dst, string(b.Tone))
-		default:
-			return dst, false
-		}
-		if !ok {
-			return dst, false
-		}
-	}
-	return append(dst, '}'), true
-}
-
-func account(dst []byte, p *plan, a *switchboard.Account) []byte {
-	dst = append(dst, '{')
-	for i := range p.fields {
-		pf := &p.fields[i]
-		dst = append(dst, pf.key...)
-		switch pf.f {
-		case fTypename:
-			dst = appendString(dst, p.typename)
-		case fAccountID:
-			dst = appendString(dst, a.ID)
-		case fAccountName:
-			dst = appendOptional(dst, a.Name)
-		case fAccountEmail:
-			dst = appendOptional(dst, a.Email)
-		}
-	}
-	return append(dst, '}')
-}
-
-func period(dst []byte, p *plan, ap *switchboard.AccountPeriod) ([]byte, bool) {
-	dst = append(dst, '{')
-	ok := true
-	for i := range p.fields {
-		pf := &p.fields[i]
-		dst = append(dst, pf.key...)
-		switch pf.f {
-		case fTypename:
-			dst = appendString(dst, p.typename)
-		case fPeriodAccount:
-			dst = account(dst, pf.sub, &ap.Account)
-		case fPeriodFrom:
-			dst, ok = appendTime(dst, ap.From)
-		case fPeriodUntil:
-			dst = appendOptionalTime(dst, ap.Until)
-		default:
-			return dst, false
-		}
-		if !ok {
-			return dst, false
-		}
-	}
-	return append(dst, '}'), true
-}
-
-func provider(dst []byte, p *plan, pv *switchboard.Provider) ([]byte, bool) {
-	dst = append(dst, '{')
-	ok := true
-	for i := range p.fields {
-		pf := &p.fields[i]
-		dst = append(dst, pf.key...)
-		switch pf.f {
-		case fTypename:
-			dst = appendString(dst, p.typename)
-		case fProviderID:
-			dst = appendString(dst, pv.ID)
-		case fProviderName:
-			dst = appendString(dst, pv.Name)
-		case fProviderCategory:
-			dst, ok = appendEnum(dst, string(pv.Category))
-		case fProviderSettingsLocation:
-			dst = appendString(dst, pv.SettingsLocation())
-		case fProviderAvailable:
-			dst = strconv.AppendBool(dst, pv.Available)
-		case fProviderUnavailableReason:
-			dst = appendOptional(dst, pv.UnavailableReason)
-		case fProviderSettingDefinitions:
-			dst = append(dst, '[')
-			for j := range pv.SettingDefinitions {
-				if j > 0 {
-					dst = append(dst, ',')
-				}
-				if dst, ok = definition(dst, pf.sub, &pv.SettingDefinitions[j]); !ok {
-					return dst, false
-				}
+			var ok bool
+			if dst, ok = er.object(dst, pf.sub, &defs[j]); !ok {
+				return dst, false
 			}
-			dst = append(dst, ']')
-		case fProviderScopes:
-			dst = appendStrings(dst, pv.Scopes)
-		default:
-			return dst, false
 		}
-		if !ok {
-			return dst, false
-		}
-	}
-	return append(dst, '}'), true
-}
+		return append(dst, ']'), true
+	case fProviderScopes:
+		return appendStrings(dst, obj.(*switchboard.Provider).Scopes), true
 
-func definition(dst []byte, p *plan, d *switchboard.SettingDefinition) ([]byte, bool) {
-	dst = append(dst, '{')
-	ok := true
-	for i := range p.fields {
-		pf := &p.fields[i]
-		dst = append(dst, pf.key...)
-		switch pf.f {
-		case fTypename:
-			dst = appendString(dst, p.typename)
-		case fDefKey:
-			dst = appendString(dst, d.Key)
-		case fDefLabel:
-			dst = appendString(dst, d.Label)
-		case fDefType:
-			dst, ok = appendEnum(dst, string(d.Type))
-		case fDefOptions:
-			dst = appendStrings(dst, d.Options)
-		case fDefDefault:
-			dst = appendString(dst, d.Default)
-		default:
-			return dst, false
-		}
-		if !ok {
-			return dst, false
-		}
-	}
-	return append(dst, '}'), true
-}
+	// SettingDefinition
+	case fDefKey:
+		return appendString(dst, obj.(*switchboard.SettingDefinition).Key), true
+	case fDefLabel:
+		return appendString(dst, obj.(*switchboard.SettingDefinition).Label), true
+	case fDefType:
+		return appendEnum(dst, string(obj.(*switchboard.SettingDefinition).Type))
+	case fDefOptions:
+		return appendStrings(dst, obj.(*switchboard.SettingDefinition).Options), true
+	case fDefDefault:
+		return appendString(dst, obj.(*switchboard.SettingDefinition).Default), true
 
-func setting(dst []byte, p *plan, s *switchboard.Setting) []byte {
-	dst = append(dst, '{')
-	for i := range p.fields {
-		pf := &p.fields[i]
-		dst = append(dst, pf.key...)
-		switch pf.f {
-		case fTypename:
-			dst = appendString(dst, p.typename)
-		case fSettingKey:
-			dst = appendString(dst, s.Key)
-		case fSettingValue:
-			dst = appendString(dst, s.Value)
-		}
+	// Setting
+	case fSettingKey:
+		return appendString(dst, obj.(*switchboard.Setting).Key), true
+	case fSettingValue:
+		return appendString(dst, obj.(*switchboard.Setting).Value), true
 	}
-	return append(dst, '}')
+	return dst, false
 }
 
 // ---- values, as gqlgen's marshalers write them ----
