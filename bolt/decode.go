@@ -18,23 +18,22 @@ import (
 // (decode_test.go). Should it ever refuse a value, encoding/json decodes
 // it, so an error is always encoding/json's own.
 
-// decodeEvent decodes a changelog value into ev.
-func decodeEvent(data []byte, ev *switchboard.Event) error {
-	if err := gojson.Unmarshal(data, ev); err == nil {
+// decode decodes data into v with go-json, or with encoding/json when
+// go-json refuses it. The store's values are decoded through it: the
+// changelog's events (decodeEvent), integrations (decodeIntegration) and
+// the token schedule's fields of them (decodeScheduleFields).
+func decode[T any](data []byte, v *T) error {
+	if err := gojson.Unmarshal(data, v); err == nil {
 		return nil
 	}
-	*ev = switchboard.Event{}
-	return json.Unmarshal(data, ev)
+	var zero T
+	*v = zero
+	return json.Unmarshal(data, v)
 }
 
-// decodeIntegration decodes an integration's stored value into in.
-func decodeIntegration(data []byte, in *switchboard.Integration) error {
-	if err := gojson.Unmarshal(data, in); err == nil {
-		return nil
-	}
-	*in = switchboard.Integration{}
-	return json.Unmarshal(data, in)
-}
+func decodeEvent(data []byte, ev *switchboard.Event) error { return decode(data, ev) }
+
+func decodeIntegration(data []byte, in *switchboard.Integration) error { return decode(data, in) }
 
 // scheduleFields are the fields of a stored integration the token
 // schedule needs: decoding the rest of every integration costs seconds at
@@ -45,12 +44,4 @@ type scheduleFields struct {
 	Generation                   uint64
 }
 
-// decodeScheduleFields decodes those fields of an integration's stored
-// value into f.
-func decodeScheduleFields(data []byte, f *scheduleFields) error {
-	if err := gojson.Unmarshal(data, f); err == nil {
-		return nil
-	}
-	*f = scheduleFields{}
-	return json.Unmarshal(data, f)
-}
+func decodeScheduleFields(data []byte, f *scheduleFields) error { return decode(data, f) }
