@@ -73,8 +73,8 @@ func runResume(ctx context.Context, o *options, name string) (*resumeResult, err
 			}
 			return strconv.ParseUint(out.ConfigureIntegration.Revision, 10, 64)
 		}
-	case "bare":
-		t, err := startBaseline(ctx, o, "bare")
+	case "bare", "gqlgen":
+		t, err := startBaseline(ctx, o, name)
 		if err != nil {
 			return nil, err
 		}
@@ -82,6 +82,17 @@ func runResume(ctx context.Context, o *options, name string) (*resumeResult, err
 		rt.target = t
 		rt.subscription = "subscription($after: String) { integrationEvents(afterRevision: $after) " + fields + " }"
 		rt.commit = func(ctx context.Context, hc *http.Client) (uint64, error) {
+			if name == "gqlgen" {
+				data, err := gql(ctx, hc, t.base, "", `mutation { publish(kind: "CONFIGURED") { revision } }`, nil)
+				if err != nil {
+					return 0, err
+				}
+				var out struct{ Publish struct{ Revision string } }
+				if err := json.Unmarshal(data, &out); err != nil {
+					return 0, err
+				}
+				return strconv.ParseUint(out.Publish.Revision, 10, 64)
+			}
 			req, _ := http.NewRequestWithContext(ctx, "POST", t.base+"/publish", nil)
 			resp, err := hc.Do(req)
 			if err != nil {
@@ -93,25 +104,6 @@ func runResume(ctx context.Context, o *options, name string) (*resumeResult, err
 				return 0, fmt.Errorf("publish: HTTP %d", resp.StatusCode)
 			}
 			return strconv.ParseUint(out.Revision, 10, 64)
-		}
-	case "gqlgen":
-		t, err := startBaseline(ctx, o, "gqlgen")
-		if err != nil {
-			return nil, err
-		}
-		defer t.stop()
-		rt.target = t
-		rt.subscription = "subscription($after: String) { integrationEvents(afterRevision: $after) " + fields + " }"
-		rt.commit = func(ctx context.Context, hc *http.Client) (uint64, error) {
-			data, err := gql(ctx, hc, t.base, "", `mutation { publish(kind: "CONFIGURED") { revision } }`, nil)
-			if err != nil {
-				return 0, err
-			}
-			var out struct{ Publish struct{ Revision string } }
-			if err := json.Unmarshal(data, &out); err != nil {
-				return 0, err
-			}
-			return strconv.ParseUint(out.Publish.Revision, 10, 64)
 		}
 	default:
 		return nil, fmt.Errorf("resume: no server %q", name)
