@@ -192,6 +192,21 @@ func (s *Store) commit(tx *bbolt.Tx, c switchboard.Change, key string) (commitRe
 			c.IntegrationID, c.ExpectedRevision, curRev)
 	}
 
+	if c.IfCredentials != nil {
+		var serial uint64
+		if in != nil {
+			if gen, ok := in.CurrentGeneration(); ok {
+				if serial, err = credentialSerial(ws, c.IntegrationID, gen); err != nil {
+					return commitResult{}, err
+				}
+			}
+		}
+		if serial != *c.IfCredentials {
+			return commitResult{}, switchboard.Errorf(switchboard.ECONFLICT,
+				"The credentials of integration %s were replaced meanwhile; the change was about the previous ones.", c.IntegrationID)
+		}
+	}
+
 	next, kind, err := c.Apply(in)
 	if err != nil {
 		return commitResult{}, applyError{err}

@@ -14,6 +14,9 @@ type tokenMeta struct {
 	Expiry          time.Time `json:"expiry"`
 	HasRefreshToken bool      `json:"hasRefreshToken"`
 	IssuedAt        time.Time `json:"issuedAt"`
+	// Serial is the credentials' TokenSet.Serial; absent in records
+	// written before serials existed (0).
+	Serial uint64 `json:"serial,omitempty"`
 	switchboard.RefreshState
 }
 
@@ -59,7 +62,7 @@ func (s *Store) TokenSchedule(ctx context.Context, fn func(*switchboard.TokenMet
 					}
 					if ok {
 						m.Known = true
-						m.Expiry, m.HasRefreshToken, m.IssuedAt, m.RefreshState = tm.Expiry, tm.HasRefreshToken, tm.IssuedAt, tm.RefreshState
+						m.Expiry, m.HasRefreshToken, m.IssuedAt, m.Serial, m.RefreshState = tm.Expiry, tm.HasRefreshToken, tm.IssuedAt, tm.Serial, tm.RefreshState
 					}
 				}
 				return fn(m)
@@ -69,25 +72,18 @@ func (s *Store) TokenSchedule(ctx context.Context, fn func(*switchboard.TokenMet
 	return wrap(err, "token schedule")
 }
 
-// PutRefreshState replaces a current generation's refresh state. It fails
-// with ECONFLICT for a generation that is not current and ENOTFOUND when
-// the generation has no credentials.
-func (s *Store) PutRefreshState(ctx context.Context, workspaceID, integrationID string, generation uint64, st switchboard.RefreshState) error {
+// PutRefreshState replaces the refresh state of a current generation's
+// credentials with Serial serial. It fails with ECONFLICT for a generation
+// that is not current or credentials replaced meanwhile, and ENOTFOUND
+// when the generation has no credentials.
+func (s *Store) PutRefreshState(ctx context.Context, workspaceID, integrationID string, generation, serial uint64, st switchboard.RefreshState) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
-		ws := wsBucket(tx, workspaceID)
-		in, err := s.loadIntegration(ws, workspaceID, integrationID)
+		ws, err := s.currentCredentials(tx, workspaceID, integrationID, generation, serial)
 		if err != nil {
 			return err
-		}
-		if in == nil {
-			return notFoundIntegration(integrationID)
-		}
-		if cur, ok := in.CurrentGeneration(); !ok || cur != generation {
-			return switchboard.Errorf(switchboard.ECONFLICT,
-				"Generation %d of integration %s is not current (status %s).", generation, integrationID, in.Status)
 		}
 		metas, err := ws.CreateBucketIfNotExists(bTokenMeta)
 		if err != nil {

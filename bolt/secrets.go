@@ -17,15 +17,19 @@ func (s *Store) FindTokens(ctx context.Context, workspaceID, integrationID strin
 		return nil, err
 	}
 	var sealed []byte
+	var serial uint64
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		if b := sub(wsBucket(tx, workspaceID), bTokens); b != nil {
+		ws := wsBucket(tx, workspaceID)
+		if b := sub(ws, bTokens); b != nil {
 			sealed = bytes.Clone(b.Get(tokenKey(integrationID, generation)))
 		}
 		if sealed == nil {
 			return switchboard.Errorf(switchboard.ENOTFOUND,
 				"No credentials for integration %s (generation %d).", integrationID, generation)
 		}
-		return nil
+		var err error
+		serial, err = credentialSerial(ws, integrationID, generation)
+		return err
 	})
 	if err != nil {
 		return nil, wrap(err, "find tokens %s/%s/%d", workspaceID, integrationID, generation)
@@ -38,13 +42,16 @@ func (s *Store) FindTokens(ctx context.Context, workspaceID, integrationID strin
 	if err := json.Unmarshal(pt, t); err != nil {
 		return nil, wrap(err, "find tokens %s/%s/%d: decode", workspaceID, integrationID, generation)
 	}
+	t.Serial = serial
 	return t, nil
 }
 
-// PutTokens replaces the credentials of a generation; it fails with
-// ECONFLICT unless generation is the integration's current generation, and
-// ENOTFOUND if the integration does not exist.
-func (s *Store) PutTokens(ctx context.Context, workspaceID, integrationID string, generation uint64, t *switchboard.TokenSet) error {
+// PutTokens replaces the credentials of a generation that have Serial
+// replaces; it fails with ECONFLICT unless generation is the integration's
+// current generation and nobody wrote other credentials meanwhile, and
+// ENOTFOUND if the integration does not exist. On success t.Serial is the
+// new credentials' Serial.
+func (s *Store) PutTokens(ctx context.Context, workspaceID, integrationID string, generation, replaces uint64, t *switchboard.TokenSet) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -52,26 +59,64 @@ func (s *Store) PutTokens(ctx context.Context, workspaceID, integrationID string
 		return wrap(constError("nil TokenSet"), "put tokens %s/%s/%d", workspaceID, integrationID, generation)
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		ws := wsBucket(tx, workspaceID)
-		in, err := s.loadIntegration(ws, workspaceID, integrationID)
+		ws, err := s.currentCredentials(tx, workspaceID, integrationID, generation, replaces)
 		if err != nil {
 			return err
-		}
-		if in == nil {
-			return notFoundIntegration(integrationID)
-		}
-		cur, ok := in.CurrentGeneration()
-		if !ok || cur != generation {
-			return switchboard.Errorf(switchboard.ECONFLICT,
-				"Generation %d of integration %s is not current (current generation %d, status %s); its credentials cannot be written.",
-				generation, integrationID, cur, in.Status)
 		}
 		return s.putTokens(ws, workspaceID, integrationID, generation, t)
 	})
 	return wrap(err, "put tokens %s/%s/%d", workspaceID, integrationID, generation)
 }
 
+// currentCredentials returns the workspace's bucket when generation is
+// the integration's current generation and its credentials have Serial
+// serial; otherwise ECONFLICT (ENOTFOUND for an unknown integration).
+func (s *Store) currentCredentials(tx *bbolt.Tx, workspaceID, integrationID string, generation, serial uint64) (*bbolt.Bucket, error) {
+	ws := wsBucket(tx, workspaceID)
+	in, err := s.loadIntegration(ws, workspaceID, integrationID)
+	if err != nil {
+		return nil, err
+	}
+	if in == nil {
+		return nil, notFoundIntegration(integrationID)
+	}
+	cur, ok := in.CurrentGeneration()
+	if !ok || cur != generation {
+		return nil, switchboard.Errorf(switchboard.ECONFLICT,
+			"Generation %d of integration %s is not current (current generation %d, status %s); its credentials cannot be written.",
+			generation, integrationID, cur, in.Status)
+	}
+	got, err := credentialSerial(ws, integrationID, generation)
+	if err != nil {
+		return nil, err
+	}
+	if got != serial {
+		return nil, switchboard.Errorf(switchboard.ECONFLICT,
+			"The credentials of integration %s (generation %d) were replaced meanwhile (serial %d, not %d).",
+			integrationID, generation, got, serial)
+	}
+	return ws, nil
+}
+
+// credentialSerial is the Serial of a generation's credentials: 0 when
+// none were written with one.
+func credentialSerial(ws *bbolt.Bucket, integrationID string, generation uint64) (uint64, error) {
+	metas := sub(ws, bTokenMeta)
+	if metas == nil {
+		return 0, nil
+	}
+	var tm tokenMeta
+	if _, err := getJSON(metas, tokenKey(integrationID, generation), &tm); err != nil {
+		return 0, err
+	}
+	return tm.Serial, nil
+}
+
 func (s *Store) putTokens(ws *bbolt.Bucket, workspaceID, integrationID string, generation uint64, t *switchboard.TokenSet) error {
+	serial, err := credentialSerial(ws, integrationID, generation)
+	if err != nil {
+		return err
+	}
 	pt, err := json.Marshal(t)
 	if err != nil {
 		return err
@@ -88,11 +133,15 @@ func (s *Store) putTokens(ws *bbolt.Bucket, workspaceID, integrationID string, g
 	if err != nil {
 		return err
 	}
-	// New credentials: a fresh schedule and no failure streak.
+	// New credentials: a fresh schedule and no failure streak. The
+	// transaction may run again (Batch): the serial is recomputed from
+	// what it reads, so t.Serial ends as the committed one.
+	t.Serial = serial + 1
 	return putJSON(meta, tokenKey(integrationID, generation), &tokenMeta{
 		Expiry:          utc(t.Expiry),
 		HasRefreshToken: t.RefreshToken != "",
 		IssuedAt:        s.now().UTC(),
+		Serial:          t.Serial,
 	})
 }
 

@@ -35,7 +35,7 @@ func TestNoPlaintextSecretsInFile(t *testing.T) {
 		AccessToken: access, RefreshToken: refresh, TokenType: "Bearer",
 		Extra: map[string]string{"instance_url": "https://x.example"},
 	}))
-	if err := s.PutTokens(ctx, "ws1", "int1", 1, &switchboard.TokenSet{AccessToken: access, RefreshToken: rotated}); err != nil {
+	if err := s.PutTokens(ctx, "ws1", "int1", 1, 1, &switchboard.TokenSet{AccessToken: access, RefreshToken: rotated}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutAuthState(ctx, &switchboard.AuthState{State: state, WorkspaceID: "ws1", CodeVerifier: verifier}); err != nil {
@@ -141,7 +141,7 @@ func TestOpenKeyChecks(t *testing.T) {
 	if got, want := tok.AccessToken, "old-key-data"; got != want {
 		t.Fatalf("got %v; want %v", got, want)
 	}
-	if err := s.PutTokens(ctx, "ws1", "int1", 1, &switchboard.TokenSet{AccessToken: "new-key-data"}); err != nil {
+	if err := s.PutTokens(ctx, "ws1", "int1", 1, tok.Serial, &switchboard.TokenSet{AccessToken: "new-key-data"}); err != nil {
 		t.Fatal(err)
 	}
 	err = s.db.View(func(tx *bbolt.Tx) error {
@@ -207,21 +207,21 @@ func TestPutTokensOnlyForCurrentGeneration(t *testing.T) {
 	mustCommit(t, s, createChange("ws1", "int1", "hubspot"))
 
 	// No generation yet.
-	err := s.PutTokens(ctx, "ws1", "int1", 0, &switchboard.TokenSet{AccessToken: "x"})
+	err := s.PutTokens(ctx, "ws1", "int1", 0, 0, &switchboard.TokenSet{AccessToken: "x"})
 	wantCode(t, err, switchboard.ECONFLICT)
 
 	mustCommit(t, s, connectChange("ws1", "int1", "alice", nil)) // generation 1
-	if err := s.PutTokens(ctx, "ws1", "int1", 1, &switchboard.TokenSet{AccessToken: "g1"}); err != nil {
+	if err := s.PutTokens(ctx, "ws1", "int1", 1, 0, &switchboard.TokenSet{AccessToken: "g1"}); err != nil {
 		t.Fatal(err)
 	}
 	mustCommit(t, s, disconnectChange("ws1", "int1", 1))
-	err = s.PutTokens(ctx, "ws1", "int1", 1, &switchboard.TokenSet{AccessToken: "late refresh"})
+	err = s.PutTokens(ctx, "ws1", "int1", 1, 1, &switchboard.TokenSet{AccessToken: "late refresh"})
 	wantCode(t, err, switchboard.ECONFLICT)
 
 	mustCommit(t, s, connectChange("ws1", "int1", "bob", nil)) // generation 2
-	err = s.PutTokens(ctx, "ws1", "int1", 1, &switchboard.TokenSet{AccessToken: "late refresh"})
+	err = s.PutTokens(ctx, "ws1", "int1", 1, 1, &switchboard.TokenSet{AccessToken: "late refresh"})
 	wantCode(t, err, switchboard.ECONFLICT)
-	if err := s.PutTokens(ctx, "ws1", "int1", 2, &switchboard.TokenSet{AccessToken: "g2"}); err != nil {
+	if err := s.PutTokens(ctx, "ws1", "int1", 2, 0, &switchboard.TokenSet{AccessToken: "g2"}); err != nil {
 		t.Fatal(err)
 	}
 	tok, err := s.FindTokens(ctx, "ws1", "int1", 1)
@@ -232,7 +232,7 @@ func TestPutTokensOnlyForCurrentGeneration(t *testing.T) {
 		t.Fatalf("got %v; want %v (the stale write must not land)", got, want)
 	}
 
-	err = s.PutTokens(ctx, "ws1", "missing", 1, &switchboard.TokenSet{})
+	err = s.PutTokens(ctx, "ws1", "missing", 1, 0, &switchboard.TokenSet{})
 	wantCode(t, err, switchboard.ENOTFOUND)
 
 	// Change.Tokens on a change that leaves no current generation.
@@ -552,4 +552,65 @@ func TestCheckAndWriteTo(t *testing.T) {
 	if tok, err := b.FindTokens(ctx, "ws1", "int1", 1); err != nil || tok.AccessToken != "a" {
 		t.Fatalf("got %v, %v; want the tokens in the copy", tok, err)
 	}
+}
+
+// A reconnect keeps the generation, so a refresh that started before it
+// names the credentials it started from: its writes and verdicts must not
+// land on the reconnect's credentials.
+func TestCredentialSerialRefusesReplacedCredentials(t *testing.T) {
+	ctx := context.Background()
+	s := mustOpen(t)
+	mustCommit(t, s, createChange("ws1", "int1", "hubspot"))
+	mustCommit(t, s, connectChange("ws1", "int1", "alice", &switchboard.TokenSet{AccessToken: "a1", RefreshToken: "r1"}))
+	before, err := s.FindTokens(ctx, "ws1", "int1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Serial == 0 {
+		t.Fatalf("got serial 0 for credentials written by a commit; want it numbered")
+	}
+
+	// The reconnect: same generation, new credentials.
+	re := updateChange("ws1", "int1", switchboard.EventReconnected, func(in *switchboard.Integration) {})
+	re.Tokens = &switchboard.TokenSet{AccessToken: "a2", RefreshToken: "r2"}
+	mustCommit(t, s, re)
+	if got, want := re.Tokens.Serial, before.Serial+1; got != want {
+		t.Fatalf("reconnect serial: got %d; want %d", got, want)
+	}
+
+	// The refresh that started from the first credentials.
+	wantCode(t, s.PutTokens(ctx, "ws1", "int1", 1, before.Serial, &switchboard.TokenSet{AccessToken: "late", RefreshToken: "r1b"}), switchboard.ECONFLICT)
+	wantCode(t, s.PutRefreshState(ctx, "ws1", "int1", 1, before.Serial, switchboard.RefreshState{}), switchboard.ECONFLICT)
+	verdict := updateChange("ws1", "int1", switchboard.EventReconnectRequired, func(in *switchboard.Integration) {
+		in.Status = switchboard.StatusReconnectRequired
+	})
+	verdict.IfCredentials = &before.Serial
+	_, err = s.Commit(ctx, verdict)
+	wantCode(t, err, switchboard.ECONFLICT)
+
+	now, err := s.FindTokens(ctx, "ws1", "int1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.AccessToken != "a2" || now.Serial != re.Tokens.Serial {
+		t.Fatalf("got %q serial %d; want the reconnect's a2 serial %d", now.AccessToken, now.Serial, re.Tokens.Serial)
+	}
+	in, err := s.FindIntegrationByID(ctx, "ws1", "int1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Status != switchboard.StatusConnected {
+		t.Fatalf("status: got %s; want CONNECTED (the verdict was about replaced credentials)", in.Status)
+	}
+
+	// Naming the current credentials works.
+	next := &switchboard.TokenSet{AccessToken: "a3", RefreshToken: "r3"}
+	if err := s.PutTokens(ctx, "ws1", "int1", 1, now.Serial, next); err != nil {
+		t.Fatal(err)
+	}
+	if next.Serial != now.Serial+1 {
+		t.Fatalf("serial after PutTokens: got %d; want %d", next.Serial, now.Serial+1)
+	}
+	verdict.IfCredentials = &next.Serial
+	mustCommit(t, s, verdict)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -23,13 +24,21 @@ const (
 	DefaultMinBackoff      = 5 * time.Second
 	DefaultMaxBackoff      = 5 * time.Minute
 	DefaultRefreshWorkers  = 16
+	// DefaultMinRefreshGap is the least time between two refreshes of a
+	// connection's credentials, whatever their lifetime (see dueFor).
+	DefaultMinRefreshGap = 2 * time.Second
+	// DefaultRefreshWarnPerMinute: a connection refreshed more often than
+	// this in a minute is logged once as a warning naming its provider.
+	DefaultRefreshWarnPerMinute = 10
 )
 
 // Refresher keeps every connection's access token fresh and its badge
-// true. It refreshes each connection before its access token expires (the
-// provider's margin), at least every Interval (so a revocation shows within
-// one interval, and tokens without expires_in are still refreshed), and on
-// demand (Token, Refresh). It classifies what the provider answers:
+// true. It refreshes each connection before its access token expires (see
+// dueFor: the earlier of the provider's margin before expiry and 80% of the
+// token's lifetime, never sooner than MinGap or a tenth of the lifetime
+// after the last refresh), at least every Interval (so a revocation shows
+// within one interval, and tokens without expires_in are still refreshed),
+// and on demand (Token). It classifies what the provider answers:
 //
 //   - invalid_grant and other refusals of the grant, or an expired token
 //     without a refresh token: RECONNECT_REQUIRED at once (TOKEN_REVOKED,
@@ -54,12 +63,33 @@ const (
 // instead of claiming the admin revoked access.
 //
 // The schedule is a min-heap of small entries in memory, rebuilt at start
-// from Store.TokenSchedule without opening any token.
+// from Store.TokenSchedule without opening any token. Its invariant, which
+// Check verifies: every connection with a current generation and
+// credentials that can be refreshed or expire has exactly one entry, for
+// that generation, which is either queued or being refreshed; and a
+// refresh that ends puts its entry back in the queue unless the
+// connection left the schedule. Each credential write starts a new entry;
+// a refresh that began from credentials a reconnect has since replaced
+// can write nothing (the store checks TokenSet.Serial) and leaves the new
+// entry alone.
 type Refresher struct {
 	Service *Service
 	// Margin returns how long before expiry a provider's tokens are
-	// refreshed. Nil or a non-positive answer means DefaultRefreshMargin.
+	// refreshed at the latest. Nil or a non-positive answer means
+	// DefaultRefreshMargin. Tokens that live less than about five times
+	// the margin are refreshed at 80% of their lifetime instead.
 	Margin func(providerID string) time.Duration
+	// MinGap is the least time between two refreshes of a connection's
+	// credentials: a refresh is never scheduled sooner than the larger of
+	// MinGap and a tenth of the token's lifetime after the last one, and
+	// a caller asking for a token meanwhile gets the current one (or
+	// EUNAVAILABLE once it expired) instead of a call to the provider.
+	// Zero means DefaultMinRefreshGap.
+	MinGap time.Duration
+	// WarnPerMinute: a connection refreshed more often than this within a
+	// minute is logged once as a warning. Zero means
+	// DefaultRefreshWarnPerMinute.
+	WarnPerMinute int
 	// Interval is the longest time between two refreshes of a connection.
 	Interval time.Duration
 	// FailureWindow is how long transient failures may last before the
@@ -75,12 +105,19 @@ type Refresher struct {
 	// Now defaults to the Service's clock.
 	Now func() time.Time
 	// Observe, when set, is told the outcome of every call to a token
-	// endpoint: "ok", "revoked", "client_rejected" or "transient".
+	// endpoint: "ok", "invalid_grant" (the grant was refused),
+	// "client_rejected" or "transient".
 	Observe func(providerID, class string)
 
 	mu    sync.Mutex
 	queue entryHeap
 	byKey map[connKey]*entry
+	// gone remembers the revision of the commit that took a connection
+	// off the schedule, so an older commit observed after it (publishing
+	// is not ordered) cannot put it back. Bounded: see bury.
+	gone map[connKey]uint64
+	seq  uint64 // numbers entries, for flight keys
+	busy int    // refreshes running (flights)
 	// providers interns provider ids, so entries share their strings.
 	providers map[string]string
 	wake      chan struct{}
@@ -95,17 +132,34 @@ type connKey struct{ ws, id string }
 // entry is one scheduled connection. Kept small: 100,000 of them live in
 // memory.
 type entry struct {
-	key          connKey
-	provider     string
-	gen          uint64
-	due          time.Time
-	issuedAt     time.Time
+	key      connKey
+	provider string
+	gen      uint64
+	seq      uint64 // unique per entry
+	rev      uint64 // revision of the commit that started it (0: loaded)
+	due      time.Time
+	issuedAt time.Time
+	// life is the lifetime of the credentials (expiry - issuedAt); 0 when
+	// they do not expire or are not known yet.
+	life         time.Duration
 	failingSince *time.Time
 	failures     int32
 	index        int32 // in queue; -1 when not queued
+	// serial is the TokenSet.Serial of the credentials the entry stands
+	// for (0: not known yet; adopted at the first refresh).
+	serial uint64
+	// call serialises the refreshes of this entry (scheduled, on demand
+	// and forced flights have different keys), so two never present the
+	// same refresh token to a rotating provider.
+	call sync.Mutex
+	// taken: a dispatched refresh holds it; settle puts it back.
+	taken bool
 	// uncertain: an attempt's answer was lost (stopped process, timeout,
 	// network error after sending), so the provider may have rotated.
 	uncertain bool
+	warned    bool  // the refresh-rate warning was logged
+	minute    int64 // the minute (Unix) calls counts refreshes of
+	calls     int32
 }
 
 // NewRefresher returns a Refresher for s and registers it, so that every
@@ -120,6 +174,7 @@ func NewRefresher(s *Service) *Refresher {
 func (r *Refresher) init() {
 	r.initOnce.Do(func() {
 		r.byKey = make(map[connKey]*entry)
+		r.gone = make(map[connKey]uint64)
 		r.providers = make(map[string]string)
 		r.wake = make(chan struct{}, 1)
 		n := r.Workers
@@ -170,27 +225,58 @@ func (r *Refresher) backoff(n int32) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
+func (r *Refresher) minGap() time.Duration { return orDefault(r.MinGap, DefaultMinRefreshGap) }
+
+// gap is the least time between two refreshes of credentials that live
+// life (0: no expiry): MinGap, or a tenth of the lifetime if that is more.
+func (r *Refresher) gap(life time.Duration) time.Duration {
+	return max(r.minGap(), life/10)
+}
+
 // dueFor is when credentials issued at issued, expiring at expiry, should
 // next be refreshed; false means never (no refresh token and no expiry).
 // Without a refresh token the due time is the expiry, when the badge turns
 // RECONNECT_REQUIRED (TOKEN_EXPIRED).
+//
+// The rule: after the earliest of Interval, the lifetime less the
+// provider's margin, and 80% of the lifetime; when the lifetime decides,
+// less a jitter of up to a sixteenth (so connections issued together
+// spread out); and never sooner than gap(lifetime). A token that lives less than the margin is
+// thus refreshed at 75-80% of its life, not at once, and one that lives a
+// second every MinGap, not in a loop.
 func (r *Refresher) dueFor(providerID string, expiry, issued time.Time, hasRefresh bool) (time.Time, bool) {
 	if !hasRefresh {
 		return expiry, !expiry.IsZero()
 	}
-	due := issued.Add(r.interval())
+	span := r.interval()
+	var life time.Duration
 	if !expiry.IsZero() {
-		if e := expiry.Add(-r.margin(providerID)); e.Before(due) {
-			due = e
+		life = max(expiry.Sub(issued), 0)
+		if s := min(life-r.margin(providerID), life/5*4); s < span {
+			span = s
+			if span > 0 {
+				span -= rand.N(span/16 + 1)
+			}
 		}
 	}
-	return due, true
+	return issued.Add(max(span, r.gap(life))), true
+}
+
+// lifetime is how long credentials issued at issued and expiring at expiry
+// live; 0 for credentials without expiry.
+func lifetime(expiry, issued time.Time) time.Duration {
+	if expiry.IsZero() {
+		return 0
+	}
+	return max(expiry.Sub(issued), 0)
 }
 
 // ---- the schedule ----
 
 // Load rebuilds the schedule from the store. Run calls it; it is exported
-// for tests and benchmarks that drive the refresher step by step.
+// for tests and benchmarks that drive the refresher step by step. A
+// connection that a commit observed meanwhile keeps the entry that commit
+// gave it.
 func (r *Refresher) Load(ctx context.Context) (int, error) {
 	r.init()
 	now := r.now()
@@ -199,7 +285,7 @@ func (r *Refresher) Load(ctx context.Context) (int, error) {
 		if m.Status == StatusReconnectRequired {
 			return nil
 		}
-		e := &entry{key: connKey{m.WorkspaceID, m.IntegrationID}, gen: m.Generation, issuedAt: m.IssuedAt, index: -1}
+		e := &entry{key: connKey{m.WorkspaceID, m.IntegrationID}, gen: m.Generation, issuedAt: m.IssuedAt, serial: m.Serial, index: -1}
 		due, ok := now, true
 		switch {
 		case !m.Known:
@@ -211,16 +297,21 @@ func (r *Refresher) Load(ctx context.Context) (int, error) {
 		default:
 			due, ok = r.dueFor(m.ProviderID, m.Expiry, m.IssuedAt, m.HasRefreshToken)
 		}
+		if m.Known {
+			e.life = lifetime(m.Expiry, m.IssuedAt)
+		}
 		e.failingSince = m.FailingSince
 		if !ok {
 			return nil
 		}
 		e.due = due
 		r.mu.Lock()
-		e.provider = r.intern(m.ProviderID)
-		r.putLocked(e)
+		if r.byKey[e.key] == nil && r.gone[e.key] == 0 {
+			e.provider = r.intern(m.ProviderID)
+			r.putLocked(e)
+			n++
+		}
 		r.mu.Unlock()
-		n++
 		return nil
 	})
 	r.poke()
@@ -239,15 +330,21 @@ func (r *Refresher) intern(s string) string {
 	return s
 }
 
-// putLocked adds or replaces the entry for e.key.
+// putLocked makes e the connection's entry, queued at e.due, in place of
+// any other.
 func (r *Refresher) putLocked(e *entry) {
 	if old := r.byKey[e.key]; old != nil && old.index >= 0 {
 		heap.Remove(&r.queue, int(old.index))
 	}
+	r.seq++
+	e.seq = r.seq
 	r.byKey[e.key] = e
+	delete(r.gone, e.key)
 	heap.Push(&r.queue, e)
 }
 
+// removeLocked takes a connection off the schedule. Only a commit (observe)
+// removes by key; a refresh drops its own entry (dropLocked).
 func (r *Refresher) removeLocked(k connKey) {
 	if old := r.byKey[k]; old != nil {
 		if old.index >= 0 {
@@ -255,6 +352,30 @@ func (r *Refresher) removeLocked(k connKey) {
 		}
 		delete(r.byKey, k)
 	}
+}
+
+// dropLocked takes e off the schedule, unless it was replaced meanwhile.
+func (r *Refresher) dropLocked(e *entry) {
+	if r.byKey[e.key] == e {
+		r.removeLocked(e.key)
+	}
+}
+
+func (r *Refresher) drop(e *entry) {
+	r.mu.Lock()
+	r.dropLocked(e)
+	r.mu.Unlock()
+}
+
+// bury remembers that the commit at rev took k off the schedule. The
+// memory is only needed while commits of the same connection may still be
+// observed out of order (microseconds), so it is simply cleared when it
+// grows large.
+func (r *Refresher) buryLocked(k connKey, rev uint64) {
+	if len(r.gone) >= 4096 {
+		clear(r.gone)
+	}
+	r.gone[k] = max(r.gone[k], rev)
 }
 
 // rescheduleLocked moves e to due, queueing it if needed, unless e was
@@ -269,6 +390,12 @@ func (r *Refresher) rescheduleLocked(e *entry, due time.Time) {
 	} else {
 		heap.Push(&r.queue, e)
 	}
+}
+
+func (r *Refresher) reschedule(e *entry, due time.Time) {
+	r.mu.Lock()
+	r.rescheduleLocked(e, due)
+	r.mu.Unlock()
 }
 
 // Recheck makes every scheduled connection of the given providers due at
@@ -303,30 +430,40 @@ func (r *Refresher) poke() {
 }
 
 // observe updates the schedule after a commit: written credentials start
-// a fresh schedule; a connection without a current generation, or waiting
-// for a reconnect, leaves it.
+// a fresh entry; a connection without a current generation, or waiting
+// for a reconnect, leaves the schedule. Commits may be observed out of
+// order; one older than the last that changed the connection's schedule
+// changes nothing.
 func (r *Refresher) observe(ev *Event, tokens *TokenSet) {
 	in := ev.Integration
 	k := connKey{in.WorkspaceID, in.ID}
+	rev := ev.Revision
 	gen, ok := in.CurrentGeneration()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if cur := r.byKey[k]; cur != nil && cur.rev > rev || r.gone[k] > rev {
+		return
+	}
 	if !ok || in.Status == StatusReconnectRequired {
 		r.removeLocked(k)
+		r.buryLocked(k, rev)
 		return
 	}
 	if tokens == nil {
 		if e := r.byKey[k]; e != nil && e.gen != gen {
 			r.removeLocked(k)
+			r.buryLocked(k, rev)
 		}
 		return
 	}
 	due, ok := r.dueFor(in.ProviderID, tokens.Expiry, ev.At, tokens.RefreshToken != "")
 	if !ok {
 		r.removeLocked(k)
+		r.buryLocked(k, rev)
 		return
 	}
-	r.putLocked(&entry{key: k, provider: r.intern(in.ProviderID), gen: gen, due: due, issuedAt: ev.At, index: -1})
+	r.putLocked(&entry{key: k, provider: r.intern(in.ProviderID), gen: gen, rev: rev, due: due, issuedAt: ev.At,
+		life: lifetime(tokens.Expiry, ev.At), serial: tokens.Serial, index: -1})
 	r.poke()
 }
 
@@ -339,17 +476,9 @@ func (r *Refresher) track(in *Integration, gen uint64) *entry {
 	if e := r.byKey[k]; e != nil && e.gen == gen {
 		return e
 	}
-	e := &entry{key: k, provider: r.intern(in.ProviderID), gen: gen, due: r.now(), index: -1}
+	e := &entry{key: k, provider: r.intern(in.ProviderID), gen: gen, rev: in.Revision, due: r.now(), index: -1}
 	r.putLocked(e)
 	return e
-}
-
-func (r *Refresher) untrack(e *entry) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.byKey[e.key] == e {
-		r.removeLocked(e.key)
-	}
 }
 
 // Len returns how many connections are scheduled.
@@ -359,15 +488,54 @@ func (r *Refresher) Len() int {
 	return len(r.byKey)
 }
 
-// takeDue pops up to limit entries due at now.
+// RefresherStats is what an operator sees of the schedule.
+type RefresherStats struct {
+	// Scheduled is the number of connections on the schedule.
+	Scheduled int
+	// Overdue is how late the most overdue queued refresh is (0 if none
+	// is late).
+	Overdue time.Duration
+	// Running is the number of refreshes in progress.
+	Running int
+}
+
+// Stats returns the schedule's figures as of now.
+func (r *Refresher) Stats() RefresherStats {
+	r.init()
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := RefresherStats{Scheduled: len(r.byKey), Running: r.busy}
+	if len(r.queue) > 0 && now.After(r.queue[0].due) {
+		st.Overdue = now.Sub(r.queue[0].due)
+	}
+	return st
+}
+
+// takeDue pops up to limit entries due at now, marking them taken.
 func (r *Refresher) takeDue(now time.Time, limit int) []*entry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*entry
 	for len(r.queue) > 0 && !r.queue[0].due.After(now) && len(out) < limit {
-		out = append(out, heap.Pop(&r.queue).(*entry))
+		e := heap.Pop(&r.queue).(*entry)
+		e.taken = true
+		out = append(out, e)
 	}
 	return out
+}
+
+// settle ends a dispatched refresh of e: if the refresh neither put e
+// back in the queue nor took it off the schedule, e is queued again after
+// a backoff. This is what makes a lost entry impossible, whatever the
+// refresh did.
+func (r *Refresher) settle(e *entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e.taken = false
+	if r.byKey[e.key] == e && e.index < 0 {
+		r.rescheduleLocked(e, r.now().Add(r.backoff(1)))
+	}
 }
 
 func (r *Refresher) next() (time.Time, bool) {
@@ -377,6 +545,61 @@ func (r *Refresher) next() (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return r.queue[0].due, true
+}
+
+// Check verifies the schedule's invariant against the store: every
+// connection with a current generation, not waiting for a reconnect, whose
+// credentials can be refreshed or expire (or are not known yet) has
+// exactly one entry, for its current generation, queued or being
+// refreshed; no other connection has one; the queue holds exactly the
+// entries not being refreshed. It is meant for tests and for an operator's
+// check of a quiet gateway: a commit or refresh that runs meanwhile can
+// make it report a difference that is about to be resolved.
+func (r *Refresher) Check(ctx context.Context) error {
+	r.init()
+	want := make(map[connKey]uint64)
+	err := r.Service.Store.TokenSchedule(ctx, func(m *TokenMeta) error {
+		if m.Status == StatusReconnectRequired {
+			return nil
+		}
+		if m.Known && !m.HasRefreshToken && m.Expiry.IsZero() {
+			return nil
+		}
+		want[connKey{m.WorkspaceID, m.IntegrationID}] = m.Generation
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("refresher check: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var errs []error
+	for i, e := range r.queue {
+		if int(e.index) != i {
+			errs = append(errs, fmt.Errorf("queue[%d] (%s/%s) has index %d", i, e.key.ws, e.key.id, e.index))
+		}
+		if r.byKey[e.key] != e {
+			errs = append(errs, fmt.Errorf("queue[%d] (%s/%s) is not the connection's entry", i, e.key.ws, e.key.id))
+		}
+	}
+	for k, e := range r.byKey {
+		if e.index < 0 && !e.taken {
+			errs = append(errs, fmt.Errorf("%s/%s generation %d: entry neither queued nor being refreshed (lost)", k.ws, k.id, e.gen))
+		}
+		gen, ok := want[k]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("%s/%s generation %d: scheduled, but the store has nothing to refresh", k.ws, k.id, e.gen))
+		case gen != e.gen:
+			errs = append(errs, fmt.Errorf("%s/%s: scheduled for generation %d, current is %d", k.ws, k.id, e.gen, gen))
+		}
+	}
+	for k, gen := range want {
+		if r.byKey[k] == nil {
+			errs = append(errs, fmt.Errorf("%s/%s generation %d: not scheduled", k.ws, k.id, gen))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ---- running ----
@@ -415,6 +638,16 @@ func (r *Refresher) RunDue(ctx context.Context, now time.Time) int {
 	return n
 }
 
+// StartDue starts a refresh for every connection due at now, as many as
+// there are free workers, without waiting for them; Wait waits. Tests use
+// it to interleave refreshes with commits.
+func (r *Refresher) StartDue(ctx context.Context, now time.Time) int {
+	return r.dispatch(ctx, now, false)
+}
+
+// Wait waits for the refreshes started by StartDue or RunDue.
+func (r *Refresher) Wait() { r.running.Wait() }
+
 // dispatch starts a refresh for every entry due at now, Workers at a time;
 // with wait it blocks for a free worker, otherwise it leaves the rest
 // queued for the next wake-up.
@@ -447,6 +680,7 @@ func (r *Refresher) dispatch(ctx context.Context, now time.Time, wait bool) int 
 		go func() {
 			defer r.running.Done()
 			defer func() { <-r.sem; r.poke() }()
+			defer r.settle(e)
 			if _, err := r.refreshEntry(e, scheduled, ""); err != nil && ErrorCode(err) == EINTERNAL {
 				r.Service.logger().Error("refresh failed", "workspace", e.key.ws, "integration", e.key.id, "err", err)
 			}
@@ -457,41 +691,48 @@ func (r *Refresher) dispatch(ctx context.Context, now time.Time, wait bool) int 
 
 // ---- refreshing ----
 
+// errReplaced: the credentials a refresh started from were replaced (a
+// reconnect) while it ran; nothing was written. Token asks again.
+var errReplaced = Errorf(ECONFLICT, "The connection's credentials were replaced while they were being refreshed.")
+
 // Token returns usable credentials for a connection's generation,
-// refreshing them first when they expire within the provider's margin.
-// With force (the provider's API refused a token) it refreshes, unless
+// refreshing them first when the schedule says they are due (or they
+// expired), but never sooner than MinGap after the last refresh. With
+// force (the provider's API refused a token) it refreshes, unless
 // failedID names a token (TokenID) that was already replaced: many workers
-// reporting the same refused token cause one refresh, not one each. The result
-// is stored before it is returned. It fails with ECONFLICT when the
+// reporting the same refused token cause one refresh, not one each. The
+// result is stored before it is returned. It fails with ECONFLICT when the
 // generation is not current or the connection needs a reconnect,
-// EUNAVAILABLE when the provider cannot be reached (the badge follows the
+// EUNAVAILABLE when the provider cannot be reached or the credentials
+// expired and the next refresh may not start yet (the badge follows the
 // failure window), and ENOTFOUND for an unknown integration.
 func (r *Refresher) Token(ctx context.Context, workspaceID, integrationID string, generation uint64, force bool, failedID string) (*TokenSet, *Integration, error) {
 	r.init()
-	in, err := r.Service.Store.FindIntegrationByID(ctx, workspaceID, integrationID)
-	if err != nil {
-		return nil, nil, err
-	}
-	gen, err := usableGeneration(in, generation)
-	if err != nil {
-		return nil, in, err
-	}
-	e := r.track(in, gen)
 	mode := onDemand
 	if force {
 		mode = forced
 	}
-	t, err := r.refreshEntry(e, mode, failedID)
-	if err != nil {
+	for attempt := 0; ; attempt++ {
+		in, err := r.Service.Store.FindIntegrationByID(ctx, workspaceID, integrationID)
+		if err != nil {
+			return nil, nil, err
+		}
+		gen, err := usableGeneration(in, generation)
+		if err != nil {
+			return nil, in, err
+		}
+		t, err := r.refreshEntry(r.track(in, gen), mode, failedID)
+		if errors.Is(err, errReplaced) && attempt < 3 {
+			continue // a reconnect wrote new credentials: use those
+		}
 		if cur, ferr := r.Service.Store.FindIntegrationByID(ctx, workspaceID, integrationID); ferr == nil {
 			in = cur
 		}
-		return nil, in, err
+		if err != nil {
+			return nil, in, err
+		}
+		return t, in, nil
 	}
-	if cur, ferr := r.Service.Store.FindIntegrationByID(ctx, workspaceID, integrationID); ferr == nil {
-		in = cur
-	}
-	return t, in, nil
 }
 
 // usableGeneration checks that generation (0: whichever is current) may
@@ -517,20 +758,32 @@ type refreshMode int8
 
 const (
 	scheduled refreshMode = iota // the schedule says so: ask the provider
-	onDemand                     // a caller needs a token: refresh only if it expires within the margin
+	onDemand                     // a caller needs a token: refresh only if due or expired
 	forced                       // the token was refused by the provider's API: refresh unless just refreshed
 )
 
-// refreshEntry runs at most one refresh per connection at a time; callers
-// arriving during one share its result. Forced callers share only forced
-// flights, so a report of a refused token is never answered by a check
-// that found the same token still fresh.
+// refreshEntry runs at most one refresh per entry at a time; callers
+// arriving during one share its result. An entry stands for one write of
+// credentials, so a refresh of replaced credentials is never shared with
+// callers of the new ones. Forced callers share only forced flights, so a
+// report of a refused token is never answered by a check that found the
+// same token still fresh.
 func (r *Refresher) refreshEntry(e *entry, mode refreshMode, failedID string) (*TokenSet, error) {
-	key := e.key.ws + "\x00" + e.key.id
+	r.mu.Lock()
+	key := e.key.ws + "\x00" + e.key.id + "\x00" + strconv.FormatUint(e.seq, 10)
+	r.mu.Unlock()
 	if mode == forced {
 		key = "force\x00" + key + "\x00" + failedID
 	}
 	v, err, _ := r.flights.Do(key, func() (any, error) {
+		r.mu.Lock()
+		r.busy++
+		r.mu.Unlock()
+		defer func() {
+			r.mu.Lock()
+			r.busy--
+			r.mu.Unlock()
+		}()
 		// Detached from any one caller: the others wait for it too.
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout())
 		defer cancel()
@@ -544,11 +797,13 @@ func (r *Refresher) refreshEntry(e *entry, mode refreshMode, failedID string) (*
 }
 
 func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, failedID string) (*TokenSet, error) {
+	e.call.Lock()
+	defer e.call.Unlock()
 	svc := r.Service
 	store := svc.Store
 	in, err := store.FindIntegrationByID(ctx, e.key.ws, e.key.id)
 	if ErrorCode(err) == ENOTFOUND {
-		r.untrack(e)
+		r.drop(e)
 		return nil, err
 	} else if err != nil {
 		r.retryLater(e)
@@ -556,24 +811,47 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 	}
 	gen, err := usableGeneration(in, e.gen)
 	if err != nil {
-		r.untrack(e)
+		r.drop(e)
 		return nil, err
 	}
 	tokens, err := store.FindTokens(ctx, e.key.ws, e.key.id, gen)
 	if ErrorCode(err) == ENOTFOUND {
-		return nil, r.needReconnect(ctx, in, gen, ReasonTokenExpired, "No credentials are stored for this connection; reconnect to sign in again.")
+		var none uint64
+		return nil, r.needReconnect(ctx, e, in, gen, none, ReasonTokenExpired, "No credentials are stored for this connection; reconnect to sign in again.")
 	} else if err != nil {
 		r.retryLater(e)
 		return nil, fmt.Errorf("refresh %s: %w", e.key.id, err)
 	}
 	now := r.now()
 	valid := tokens.Expiry.IsZero() || tokens.Expiry.After(now)
+	r.mu.Lock()
+	if r.byKey[e.key] == e && e.serial == 0 {
+		e.serial = tokens.Serial
+	}
+	if r.byKey[e.key] != e || e.serial != tokens.Serial {
+		// Newer credentials were written since this entry was made; their
+		// commit gives (or gave) the connection its new entry.
+		r.mu.Unlock()
+		return nil, errReplaced
+	}
+	due, failing, next := e.due, e.failures > 0, e.issuedAt.Add(r.gap(e.life))
+	r.mu.Unlock()
 	switch mode {
-	case onDemand:
-		// A caller needs a token: a valid one does, even while the
-		// provider is failing (the badge says so after the window).
-		if tokens.Expiry.IsZero() || tokens.Expiry.Sub(now) > r.margin(in.ProviderID) {
+	case scheduled:
+		// Another refresh of this entry ran while this one waited, and
+		// moved it on: nothing is due.
+		if now.Before(due) && valid {
 			return tokens, nil
+		}
+	case onDemand:
+		// A caller needs a token: one that is valid and not yet due does,
+		// and so does a valid one while the provider is failing (the badge
+		// says so after the window) or right after a refresh.
+		if valid && (tokens.Expiry.IsZero() || now.Before(due) || failing || now.Before(next)) {
+			return tokens, nil
+		}
+		if failing && now.Before(due) || now.Before(next) {
+			return nil, Errorf(EUNAVAILABLE, "The access token expired and the next refresh may start in %s. Try again then.", max(due.Sub(now), next.Sub(now)).Round(time.Second))
 		}
 	case forced:
 		// The token that failed was replaced meanwhile (another worker's
@@ -584,17 +862,15 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 	}
 	if tokens.RefreshToken == "" {
 		if !tokens.Expiry.IsZero() && !now.Before(tokens.Expiry) {
-			return nil, r.needReconnect(ctx, in, gen, ReasonTokenExpired, "The access token expired and the provider gave no refresh token; reconnect to sign in again.")
+			return nil, r.needReconnect(ctx, e, in, gen, tokens.Serial, ReasonTokenExpired, "The access token expired and the provider gave no refresh token; reconnect to sign in again.")
 		}
 		// Still valid and not refreshable: hand it out, and look again
 		// when it expires.
-		r.mu.Lock()
 		if tokens.Expiry.IsZero() {
-			r.removeLocked(e.key)
+			r.drop(e)
 		} else {
-			r.rescheduleLocked(e, tokens.Expiry)
+			r.reschedule(e, tokens.Expiry)
 		}
-		r.mu.Unlock()
 		return tokens, nil
 	}
 
@@ -602,25 +878,29 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 	r.mu.Lock()
 	st := RefreshState{FailingSince: e.failingSince, RefreshStartedAt: &now}
 	r.mu.Unlock()
-	if err := store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, st); err != nil {
+	if err := store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, tokens.Serial, st); err != nil {
 		if ErrorCode(err) == ECONFLICT {
-			r.untrack(e)
-			return nil, err
+			// A reconnect or disconnect came first: its commit owns the
+			// schedule now.
+			r.drop(e)
+			return nil, errReplaced
 		}
 		r.retryLater(e)
 		return nil, fmt.Errorf("refresh %s: %w", e.key.id, err)
 	}
-	next, rerr := svc.OAuth.Refresh(ctx, in.ProviderID, tokens)
+	r.count(e, in.ProviderID, now)
+	next2, rerr := svc.OAuth.Refresh(ctx, in.ProviderID, tokens)
 	r.report(in.ProviderID, rerr)
 	if rerr == nil {
 		// Store first: a rotated refresh token must be durable before
 		// anyone uses the new access token.
-		if err := store.PutTokens(ctx, e.key.ws, e.key.id, gen, next); err != nil {
+		if err := store.PutTokens(ctx, e.key.ws, e.key.id, gen, tokens.Serial, next2); err != nil {
 			if ErrorCode(err) == ECONFLICT {
-				// Disconnected meanwhile: nobody will use these.
-				svc.revokeOrphan(in.ProviderID, next)
-				r.untrack(e)
-				return nil, err
+				// Disconnected or reconnected meanwhile: nobody will use
+				// these.
+				svc.revokeOrphan(in.ProviderID, next2)
+				r.drop(e)
+				return nil, errReplaced
 			}
 			// The provider may have rotated; RefreshStartedAt stays set,
 			// so a later refusal is classified as interrupted.
@@ -632,21 +912,48 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 		}
 		issued := r.now()
 		r.mu.Lock()
-		e.failingSince, e.failures, e.uncertain, e.issuedAt = nil, 0, false, issued
-		if due, ok := r.dueFor(in.ProviderID, next.Expiry, issued, next.RefreshToken != ""); ok {
+		e.failingSince, e.failures, e.uncertain, e.issuedAt, e.serial = nil, 0, false, issued, next2.Serial
+		e.life = lifetime(next2.Expiry, issued)
+		if due, ok := r.dueFor(in.ProviderID, next2.Expiry, issued, next2.RefreshToken != ""); ok {
 			r.rescheduleLocked(e, due)
 		} else {
-			r.removeLocked(e.key)
+			r.dropLocked(e)
 		}
 		r.mu.Unlock()
 		if in.Status == StatusError && isRefreshReason(in.StatusReason) {
-			r.transition(ctx, gen, in, StatusConnected, ReasonAuthorized, "", EventRecovered, func(c *Integration) bool {
+			_ = r.transition(ctx, gen, next2.Serial, in, StatusConnected, ReasonAuthorized, "", EventRecovered, func(c *Integration) bool {
 				return c.Status == StatusError && isRefreshReason(c.StatusReason)
 			})
 		}
-		return next, nil
+		return next2, nil
 	}
-	return nil, r.failed(ctx, e, in, gen, rerr)
+	return nil, r.failed(ctx, e, in, gen, tokens.Serial, rerr)
+}
+
+// count notes a call to the token endpoint for e, and warns once when a
+// connection is refreshed more than WarnPerMinute times within a minute.
+func (r *Refresher) count(e *entry, providerID string, now time.Time) {
+	limit := r.WarnPerMinute
+	if limit <= 0 {
+		limit = DefaultRefreshWarnPerMinute
+	}
+	r.mu.Lock()
+	m := now.Unix() / 60
+	if e.minute != m {
+		e.minute, e.calls = m, 0
+	}
+	e.calls++
+	warn := int(e.calls) > limit && !e.warned
+	if warn {
+		e.warned = true
+	}
+	life := e.life
+	r.mu.Unlock()
+	if warn {
+		r.Service.logger().Warn("connection refreshed unusually often; check the provider's token lifetime",
+			"provider", providerID, "workspace", e.key.ws, "integration", e.key.id,
+			"refreshes_this_minute", limit+1, "token_lifetime", life)
+	}
 }
 
 // report tells Observe the outcome of a call to a token endpoint.
@@ -661,15 +968,16 @@ func (r *Refresher) report(providerID string, err error) {
 	case ErrorCode(err) == EINVALID && errors.As(err, &pf) && (pf.OAuthCode() == "invalid_client" || pf.OAuthCode() == "unauthorized_client"):
 		class = "client_rejected"
 	case ErrorCode(err) == EINVALID:
-		class = "revoked"
+		class = "invalid_grant"
 	default:
 		class = "transient"
 	}
 	r.Observe(providerID, class)
 }
 
-// failed classifies a refresh failure and records it.
-func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen uint64, rerr error) error {
+// failed classifies a refresh failure of the credentials with Serial
+// serial and records it.
+func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen, serial uint64, rerr error) error {
 	store := r.Service.Store
 	var pf ProviderFailure
 	status, oauthCode, retryAfter := 0, "", time.Duration(0)
@@ -681,8 +989,8 @@ func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen u
 	if ErrorCode(rerr) == EINVALID {
 		if oauthCode == "invalid_client" || oauthCode == "unauthorized_client" {
 			msg := fmt.Sprintf("%s refused Switchboard's client credentials while refreshing (%s). Reconnecting will not help: update the client ID and secret in the providers file.", pv.Name, oauthCode)
-			_ = store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, RefreshState{FailingSince: e.failingSince})
-			r.transition(ctx, gen, in, StatusError, ReasonRefreshFailed, msg, EventError, func(c *Integration) bool {
+			_ = store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, serial, RefreshState{FailingSince: e.failingSince})
+			_ = r.transition(ctx, gen, serial, in, StatusError, ReasonRefreshFailed, msg, EventError, func(c *Integration) bool {
 				return c.Status == StatusConnected || c.Status == StatusError && c.StatusReason == ReasonProviderUnavailable
 			})
 			r.mu.Lock()
@@ -699,7 +1007,7 @@ func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen u
 			reason = ReasonRefreshInterrupted
 			msg = fmt.Sprintf("A token refresh with %s was interrupted before its answer could be stored, and %s now refuses the previous refresh token. Reconnect to sign in again; the sync checkpoint is kept.", pv.Name, pv.Name)
 		}
-		return r.needReconnect(ctx, in, gen, reason, msg)
+		return r.needReconnect(ctx, e, in, gen, serial, reason, msg)
 	}
 
 	// Transient. The provider answered (429, 5xx): it did not rotate.
@@ -721,14 +1029,14 @@ func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen u
 	}
 	r.rescheduleLocked(e, now.Add(delay))
 	r.mu.Unlock()
-	if err := store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, st); err != nil && ErrorCode(err) != ECONFLICT {
+	if err := store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, serial, st); err != nil && ErrorCode(err) != ECONFLICT {
 		r.Service.logger().Error("recording refresh failure", "integration", e.key.id, "err", err)
 	}
 	r.Service.logger().Warn("refresh failed; will retry", "workspace", e.key.ws, "integration", e.key.id, "provider", in.ProviderID, "failing_since", since, "retry_in", delay, "err", ErrorMessage(rerr))
 	if now.Sub(since) >= r.window() {
 		msg := fmt.Sprintf("%s has not answered token refreshes since %s (%s). Switchboard keeps retrying and the badge returns to Connected by itself when %s answers.",
 			pv.Name, since.Format(time.RFC3339), ErrorMessage(rerr), pv.Name)
-		r.transition(ctx, gen, in, StatusError, ReasonProviderUnavailable, msg, EventError, func(c *Integration) bool {
+		_ = r.transition(ctx, gen, serial, in, StatusError, ReasonProviderUnavailable, msg, EventError, func(c *Integration) bool {
 			return c.Status == StatusConnected
 		})
 	}
@@ -741,28 +1049,33 @@ func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen u
 // retryLater reschedules after an internal failure (store), without
 // counting it as the provider's.
 func (r *Refresher) retryLater(e *entry) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.rescheduleLocked(e, r.now().Add(r.backoff(1)))
+	r.reschedule(e, r.now().Add(r.backoff(1)))
 }
 
-func (r *Refresher) needReconnect(ctx context.Context, in *Integration, gen uint64, reason, msg string) error {
-	r.transition(ctx, gen, in, StatusReconnectRequired, reason, msg, EventReconnectRequired, func(c *Integration) bool {
+// needReconnect turns the badge RECONNECT_REQUIRED because the credentials
+// with Serial serial were refused, unless a reconnect replaced them
+// meanwhile (then the refusal is about old credentials: errReplaced).
+func (r *Refresher) needReconnect(ctx context.Context, e *entry, in *Integration, gen, serial uint64, reason, msg string) error {
+	err := r.transition(ctx, gen, serial, in, StatusReconnectRequired, reason, msg, EventReconnectRequired, func(c *Integration) bool {
 		return c.Status == StatusConnected || c.Status == StatusError
 	})
-	r.mu.Lock()
-	r.removeLocked(connKey{in.WorkspaceID, in.ID})
-	r.mu.Unlock()
+	r.drop(e)
+	if ErrorCode(err) == ECONFLICT {
+		return errReplaced
+	}
 	return Errorf(ECONFLICT, "%s", msg)
 }
 
-// transition commits a status change for generation gen when cond holds
-// on the current state; otherwise (changed meanwhile) nothing is written.
-func (r *Refresher) transition(ctx context.Context, gen uint64, in *Integration, status Status, reason, msg string, kind EventKind, cond func(*Integration) bool) {
+// transition commits a status change for generation gen, whose
+// credentials have Serial serial, when cond holds on the current state;
+// otherwise (changed meanwhile) nothing is written. It returns ECONFLICT
+// when the credentials were replaced meanwhile.
+func (r *Refresher) transition(ctx context.Context, gen, serial uint64, in *Integration, status Status, reason, msg string, kind EventKind, cond func(*Integration) bool) error {
 	_, err := r.Service.commit(ctx, Change{
 		WorkspaceID:   in.WorkspaceID,
 		IntegrationID: in.ID,
 		At:            r.now(),
+		IfCredentials: &serial,
 		Apply: func(c *Integration) (*Integration, EventKind, error) {
 			if g, ok := c.CurrentGeneration(); !ok || g != gen || !cond(c) {
 				return nil, "", nil
@@ -777,9 +1090,10 @@ func (r *Refresher) transition(ctx context.Context, gen uint64, in *Integration,
 			return c, kind, nil
 		},
 	})
-	if err != nil {
+	if err != nil && ErrorCode(err) != ECONFLICT {
 		r.Service.logger().Error("committing status change", "integration", in.ID, "status", status, "reason", reason, "err", err)
 	}
+	return err
 }
 
 // TokenID names an access token without revealing it: the first 16 hex

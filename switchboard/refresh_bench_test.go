@@ -37,14 +37,14 @@ func (m *memStore) FindTokens(_ context.Context, _, id string, _ uint64) (*sb.To
 	t := *m.toks[id]
 	return &t, nil
 }
-func (m *memStore) PutTokens(_ context.Context, _, id string, _ uint64, t *sb.TokenSet) error {
+func (m *memStore) PutTokens(_ context.Context, _, id string, _, _ uint64, t *sb.TokenSet) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.toks[id] = t
 	delete(m.states, id)
 	return nil
 }
-func (m *memStore) PutRefreshState(_ context.Context, _, id string, _ uint64, st sb.RefreshState) error {
+func (m *memStore) PutRefreshState(_ context.Context, _, id string, _, _ uint64, st sb.RefreshState) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.states[id] = st

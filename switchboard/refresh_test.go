@@ -297,6 +297,8 @@ func TestRetryAfterAndWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.fail = http.StatusTooManyRequests
+	check(t, "not due within the minimum gap", e.r.RunDue(ctx, e.clock.Now()), 0)
+	e.clock.Add(6 * time.Second) // a tenth of the minute-long token's life
 	check(t, "due at load", e.r.RunDue(ctx, e.clock.Now()), 1)
 	check(t, "calls", p.Calls(), 1)
 	check(t, "status after one 429", e.integration("int_a").Status, sb.StatusConnected)
@@ -359,11 +361,11 @@ type failingPut struct {
 	armed atomic.Bool
 }
 
-func (f *failingPut) PutTokens(ctx context.Context, ws, id string, gen uint64, t *sb.TokenSet) error {
+func (f *failingPut) PutTokens(ctx context.Context, ws, id string, gen, replaces uint64, t *sb.TokenSet) error {
 	if f.armed.CompareAndSwap(true, false) {
 		return fmt.Errorf("simulated crash")
 	}
-	return f.Store.PutTokens(ctx, ws, id, gen, t)
+	return f.Store.PutTokens(ctx, ws, id, gen, replaces, t)
 }
 
 func TestCrashBetweenAnswerAndCommit(t *testing.T) {

@@ -16,6 +16,14 @@ type TokenSet struct {
 	Scopes       []string
 	// Extra keeps provider-specific values such as Salesforce's instance_url.
 	Extra map[string]string
+	// Serial numbers the credential writes of a generation: each write
+	// (a connect, a reconnect, a refresh) gets the next one. The store
+	// fills it in on FindTokens and PutTokens; it is not part of the
+	// sealed value. A reconnect keeps the generation, so a refresh names
+	// the Serial of the credentials it started from, and the store refuses
+	// its writes once a reconnect has replaced them (see PutTokens,
+	// PutRefreshState and Change.IfCredentials).
+	Serial uint64 `json:"-"`
 }
 
 // AuthIntent says what an authorization was started for.
@@ -93,6 +101,11 @@ type Change struct {
 	SoleInCategory bool
 	SoleMessage    func(other *Integration) string
 	At             time.Time
+	// IfCredentials, when set, makes the store refuse the change with
+	// ECONFLICT unless the current generation's credentials have this
+	// Serial (0: none written with a serial). A verdict on credentials
+	// (the provider refused them) then never lands on newer ones.
+	IfCredentials *uint64
 	// Audit, when set, is called with the event being committed and the
 	// entry it returns (if not nil) is appended to the workspace's audit
 	// log in the same transaction, so a change and its audit record are
@@ -145,11 +158,13 @@ type Store interface {
 
 	// FindTokens returns the credentials of one generation, or ENOTFOUND.
 	FindTokens(ctx context.Context, workspaceID, integrationID string, generation uint64) (*TokenSet, error)
-	// PutTokens replaces the credentials of a generation; it fails with
-	// ECONFLICT unless generation is the integration's current generation.
-	// It also records their TokenMeta (expiry, issue time) and clears the
-	// generation's RefreshState, in the same transaction.
-	PutTokens(ctx context.Context, workspaceID, integrationID string, generation uint64, t *TokenSet) error
+	// PutTokens replaces the credentials of a generation that have Serial
+	// replaces; it fails with ECONFLICT unless generation is the
+	// integration's current generation and its credentials still have
+	// that Serial (nobody wrote others meanwhile). It also records their
+	// TokenMeta (expiry, issue time, the next Serial, also set in t) and
+	// clears the generation's RefreshState, in the same transaction.
+	PutTokens(ctx context.Context, workspaceID, integrationID string, generation, replaces uint64, t *TokenSet) error
 
 	// PutAuthState stores a pending authorization.
 	PutAuthState(ctx context.Context, s *AuthState) error
@@ -274,6 +289,8 @@ type TokenMeta struct {
 	HasRefreshToken bool
 	// IssuedAt is when these credentials were stored.
 	IssuedAt time.Time
+	// Serial is the credentials' TokenSet.Serial.
+	Serial uint64
 	// Known is false when no metadata was ever written for the current
 	// generation's credentials (written before the metadata existed): the
 	// refresher then reads the tokens once.
@@ -303,7 +320,9 @@ type RefreshStore interface {
 	// generation (not DISCONNECTED), in no particular order, without
 	// opening sealed credentials. An error from fn stops the walk.
 	TokenSchedule(ctx context.Context, fn func(*TokenMeta) error) error
-	// PutRefreshState replaces the refresh state of a generation; like
-	// PutTokens it fails with ECONFLICT unless generation is current.
-	PutRefreshState(ctx context.Context, workspaceID, integrationID string, generation uint64, st RefreshState) error
+	// PutRefreshState replaces the refresh state of the credentials of a
+	// generation that have Serial serial; like PutTokens it fails with
+	// ECONFLICT unless generation is current and its credentials still
+	// have that Serial.
+	PutRefreshState(ctx context.Context, workspaceID, integrationID string, generation, serial uint64, st RefreshState) error
 }
