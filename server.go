@@ -109,6 +109,7 @@ type Config struct {
 	RefreshFailureWindow  time.Duration // transient failures this long turn the badge ERROR
 	RefreshMinBackoff     time.Duration
 	RefreshMaxBackoff     time.Duration
+	RefreshMinGap         time.Duration // least time between two refreshes of a connection
 	SandboxAccessTokenTTL time.Duration // dev sandbox's access token lifetime
 	WebsocketInitTimeout  time.Duration // connection_init must come within this
 	// Rate limits (requests per second and burst) per API token and per
@@ -184,6 +185,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.Config.ReplayHistoryEvents, "replay-history-events", m.Config.ReplayHistoryEvents, "recent events kept in memory, over all workspaces, to replay resuming subscribers without reading the changelog (0: default 50000; negative: none)")
 	fs.Int64Var(&m.Config.ReplayHistoryBytes, "replay-history-bytes", m.Config.ReplayHistoryBytes, "bound on the estimated memory of those events, in bytes (0: default 32 MiB; negative: none)")
 	fs.BoolVar(&m.Config.ExecutorEvents, "executor-events", m.Config.ExecutorEvents, "render every subscription event with gqlgen's executor instead of the compiled renderer of integrationEvents (for comparison)")
+	fs.DurationVar(&m.Config.RefreshMinGap, "refresh-min-gap", m.Config.RefreshMinGap, "least time between two token refreshes of a connection, whatever its tokens' lifetime (default 2s; a tenth of the lifetime when that is longer)")
 	fs.DurationVar(&m.Config.RefreshFailureWindow, "failure-window", m.Config.RefreshFailureWindow, "how long a provider may fail token refreshes before the badge turns Error (default 15m)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -293,6 +295,9 @@ func (m *Main) Run(ctx context.Context) error {
 
 		RendersCompiled: func() float64 { return float64(m.renders.Compiled.Load()) },
 		RendersExecutor: func() float64 { return float64(m.renders.Executor.Load()) },
+
+		RefreshScheduled:      func() float64 { return float64(m.refresher.Stats().Scheduled) },
+		RefreshOverdueSeconds: func() float64 { return m.refresher.Stats().Overdue.Seconds() },
 	})
 	m.service = &switchboard.Service{
 		Store:     metrics.Store{Store: m.store, M: m.metrics},
@@ -320,6 +325,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.refresher.Observe = m.metrics.ObserveRefresh
 	m.refresher.MinBackoff = cfg.RefreshMinBackoff
 	m.refresher.MaxBackoff = cfg.RefreshMaxBackoff
+	m.refresher.MinGap = cfg.RefreshMinGap
 	m.refresher.Margin = func(id string) time.Duration {
 		if pc, ok := registry.Config(id); ok {
 			return pc.RefreshMargin

@@ -29,6 +29,10 @@ type Sources struct {
 	// gqlgen's executor (once per group of identical subscriptions).
 	RendersCompiled func() float64
 	RendersExecutor func() float64
+	// The token refresher's schedule: connections on it, and how late
+	// the most overdue refresh is.
+	RefreshScheduled      func() float64
+	RefreshOverdueSeconds func() float64
 }
 
 // Metrics holds the collectors. Its methods are safe for concurrent use.
@@ -60,7 +64,7 @@ func New(src Sources) *Metrics {
 		}, []string{"route"}),
 		refreshOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchboard_token_refreshes_total",
-			Help: "Token refreshes by provider and outcome class (ok, revoked, transient, ...).",
+			Help: "Calls to providers' token endpoints by provider and outcome: ok, invalid_grant (the grant was refused: the badge turns Reconnect), client_rejected (the providers file's client credentials were refused), transient (network, timeout, 429, 5xx: retried).",
 		}, []string{"provider", "class"}),
 	}
 	m.registry.MustRegister(m.commitSeconds, m.httpRequests, m.httpSeconds, m.refreshOutcomes,
@@ -79,6 +83,8 @@ func New(src Sources) *Metrics {
 	gauge("switchboard_websockets", "Websocket connections currently open.", src.Websockets)
 	counter("switchboard_deliveries_total", "Events delivered to subscribers.", src.Deliveries)
 	counter("switchboard_subscriber_cutoffs_total", "Subscribers cut off for falling too far behind.", src.Cutoffs)
+	gauge("switchboard_refresh_scheduled_connections", "Connections on the token refresher's schedule.", src.RefreshScheduled)
+	gauge("switchboard_refresh_overdue_seconds", "How late the most overdue scheduled token refresh is (0: none is late). Growing means the refresher cannot keep up or is stuck.", src.RefreshOverdueSeconds)
 	gauge("switchboard_replay_history_events", "Recent events kept in memory to replay resuming subscribers.", src.ReplayHistoryEvents)
 	gauge("switchboard_replay_history_bytes", "Estimated memory of the events kept to replay resuming subscribers.", src.ReplayHistoryBytes)
 	for by, f := range map[string]func() float64{"compiled": src.RendersCompiled, "executor": src.RendersExecutor} {
