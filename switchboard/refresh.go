@@ -34,7 +34,7 @@ const (
 
 // Refresher keeps every connection's access token fresh and its badge
 // true. It refreshes each connection before its access token expires (see
-// dueFor: the earlier of the provider's margin before expiry and 80% of the
+// dueFor: the provider's margin before expiry, capped at a fifth of the
 // token's lifetime, never sooner than MinGap or a tenth of the lifetime
 // after the last refresh), at least every Interval (so a revocation shows
 // within one interval, and tokens without expires_in are still refreshed),
@@ -75,9 +75,9 @@ const (
 type Refresher struct {
 	Service *Service
 	// Margin returns how long before expiry a provider's tokens are
-	// refreshed at the latest. Nil or a non-positive answer means
-	// DefaultRefreshMargin. Tokens that live less than about five times
-	// the margin are refreshed at 80% of their lifetime instead.
+	// refreshed. Nil or a non-positive answer means DefaultRefreshMargin.
+	// It is capped at a fifth of the token's lifetime: tokens that live
+	// less than five margins are refreshed at 80% of their lifetime.
 	Margin func(providerID string) time.Duration
 	// MinGap is the least time between two refreshes of a connection's
 	// credentials: a refresh is never scheduled sooner than the larger of
@@ -238,12 +238,14 @@ func (r *Refresher) gap(life time.Duration) time.Duration {
 // Without a refresh token the due time is the expiry, when the badge turns
 // RECONNECT_REQUIRED (TOKEN_EXPIRED).
 //
-// The rule: after the earliest of Interval, the lifetime less the
-// provider's margin, and 80% of the lifetime; when the lifetime decides,
-// less a jitter of up to a sixteenth (so connections issued together
-// spread out); and never sooner than gap(lifetime). A token that lives less than the margin is
-// thus refreshed at 75-80% of its life, not at once, and one that lives a
-// second every MinGap, not in a loop.
+// The rule: the provider's margin before expiry, but never more than a
+// fifth of the token's lifetime (so a token is used for at least 80% of
+// its life, and one shorter than the margin is not due the moment it is
+// issued); at the latest after Interval; when the lifetime decides, less a
+// jitter of up to a sixteenth, so connections issued together spread out;
+// and never sooner than gap(lifetime). An hour-long token with the default
+// 2-minute margin is refreshed at about 56-58 minutes, an 8-second one at
+// about 6-6.4 seconds, a 1-second one every MinGap.
 func (r *Refresher) dueFor(providerID string, expiry, issued time.Time, hasRefresh bool) (time.Time, bool) {
 	if !hasRefresh {
 		return expiry, !expiry.IsZero()
@@ -252,7 +254,7 @@ func (r *Refresher) dueFor(providerID string, expiry, issued time.Time, hasRefre
 	var life time.Duration
 	if !expiry.IsZero() {
 		life = max(expiry.Sub(issued), 0)
-		if s := min(life-r.margin(providerID), life/5*4); s < span {
+		if s := life - min(r.margin(providerID), life/5); s < span {
 			span = s
 			if span > 0 {
 				span -= rand.N(span/16 + 1)

@@ -303,7 +303,7 @@ func nominal(r *sb.Refresher, l time.Duration) (lo, hi time.Duration) {
 	if l == 0 {
 		return interval, interval
 	}
-	span := min(interval, l-margin, l/5*4)
+	span := min(interval, l-min(margin, l/5))
 	if span >= interval {
 		return interval, interval
 	}

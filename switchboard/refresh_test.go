@@ -297,8 +297,8 @@ func TestRetryAfterAndWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.fail = http.StatusTooManyRequests
-	check(t, "not due within the minimum gap", e.r.RunDue(ctx, e.clock.Now()), 0)
-	e.clock.Add(6 * time.Second) // a tenth of the minute-long token's life
+	check(t, "not due at once", e.r.RunDue(ctx, e.clock.Now()), 0)
+	e.clock.Add(48 * time.Second) // 80% of the minute-long token's life
 	check(t, "due at load", e.r.RunDue(ctx, e.clock.Now()), 1)
 	check(t, "calls", p.Calls(), 1)
 	check(t, "status after one 429", e.integration("int_a").Status, sb.StatusConnected)
