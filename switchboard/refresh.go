@@ -1,7 +1,6 @@
 package switchboard
 
 import (
-	"container/heap"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -336,13 +335,13 @@ func (r *Refresher) intern(s string) string {
 // any other.
 func (r *Refresher) putLocked(e *entry) {
 	if old := r.byKey[e.key]; old != nil && old.index >= 0 {
-		heap.Remove(&r.queue, int(old.index))
+		r.queue.remove(int(old.index))
 	}
 	r.seq++
 	e.seq = r.seq
 	r.byKey[e.key] = e
 	delete(r.gone, e.key)
-	heap.Push(&r.queue, e)
+	r.queue.push(e)
 }
 
 // removeLocked takes a connection off the schedule. Only a commit (observe)
@@ -350,7 +349,7 @@ func (r *Refresher) putLocked(e *entry) {
 func (r *Refresher) removeLocked(k connKey) {
 	if old := r.byKey[k]; old != nil {
 		if old.index >= 0 {
-			heap.Remove(&r.queue, int(old.index))
+			r.queue.remove(int(old.index))
 		}
 		delete(r.byKey, k)
 	}
@@ -388,9 +387,9 @@ func (r *Refresher) rescheduleLocked(e *entry, due time.Time) {
 	}
 	e.due = due
 	if e.index >= 0 {
-		heap.Fix(&r.queue, int(e.index))
+		r.queue.fix(int(e.index))
 	} else {
-		heap.Push(&r.queue, e)
+		r.queue.push(e)
 	}
 }
 
@@ -508,8 +507,8 @@ func (r *Refresher) Stats() RefresherStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st := RefresherStats{Scheduled: len(r.byKey), Running: r.busy}
-	if len(r.queue) > 0 && now.After(r.queue[0].due) {
-		st.Overdue = now.Sub(r.queue[0].due)
+	if len(r.queue) > 0 && now.After(r.queue[0].e.due) {
+		st.Overdue = now.Sub(r.queue[0].e.due)
 	}
 	return st
 }
@@ -519,8 +518,8 @@ func (r *Refresher) takeDue(now time.Time, limit int) []*entry {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []*entry
-	for len(r.queue) > 0 && !r.queue[0].due.After(now) && len(out) < limit {
-		e := heap.Pop(&r.queue).(*entry)
+	for len(r.queue) > 0 && !r.queue[0].e.due.After(now) && len(out) < limit {
+		e := r.queue.pop()
 		e.taken = true
 		out = append(out, e)
 	}
@@ -546,7 +545,7 @@ func (r *Refresher) next() (time.Time, bool) {
 	if len(r.queue) == 0 {
 		return time.Time{}, false
 	}
-	return r.queue[0].due, true
+	return r.queue[0].e.due, true
 }
 
 // Check verifies the schedule's invariant against the store: every
@@ -576,7 +575,11 @@ func (r *Refresher) Check(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var errs []error
-	for i, e := range r.queue {
+	for i, it := range r.queue {
+		e := it.e
+		if it.due != e.due.UnixNano() {
+			errs = append(errs, fmt.Errorf("queue[%d] (%s/%s) is ordered by a stale due time", i, e.key.ws, e.key.id))
+		}
 		if int(e.index) != i {
 			errs = append(errs, fmt.Errorf("queue[%d] (%s/%s) has index %d", i, e.key.ws, e.key.id, e.index))
 		}
@@ -1108,26 +1111,85 @@ func TokenID(accessToken string) string {
 
 // ---- the heap ----
 
-type entryHeap []*entry
+// entryHeap is a min-heap of entries by due time. Each item keeps its due
+// time beside the pointer, so ordering 100,000 entries reads the slice
+// only, not every entry.
+type entryHeap []heapItem
 
-func (h entryHeap) Len() int           { return len(h) }
-func (h entryHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
-func (h entryHeap) Swap(i, j int) {
+type heapItem struct {
+	due int64 // e.due in Unix nanoseconds
+	e   *entry
+}
+
+func (h entryHeap) less(i, j int) bool { return h[i].due < h[j].due }
+
+func (h entryHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].index = int32(i)
-	h[j].index = int32(j)
+	h[i].e.index = int32(i)
+	h[j].e.index = int32(j)
 }
-func (h *entryHeap) Push(x any) {
-	e := x.(*entry)
+
+func (h entryHeap) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if !h.less(j, i) {
+			break
+		}
+		h.swap(i, j)
+		j = i
+	}
+}
+
+func (h entryHeap) down(i int) bool {
+	i0, n := i, len(h)
+	for {
+		l := 2*i + 1
+		if l >= n || l < 0 {
+			break
+		}
+		j := l
+		if r := l + 1; r < n && h.less(r, l) {
+			j = r
+		}
+		if !h.less(j, i) {
+			break
+		}
+		h.swap(i, j)
+		i = j
+	}
+	return i > i0
+}
+
+func (h *entryHeap) push(e *entry) {
 	e.index = int32(len(*h))
-	*h = append(*h, e)
+	*h = append(*h, heapItem{e.due.UnixNano(), e})
+	h.up(len(*h) - 1)
 }
-func (h *entryHeap) Pop() any {
+
+func (h *entryHeap) pop() *entry {
+	return h.remove(0)
+}
+
+func (h *entryHeap) remove(i int) *entry {
 	old := *h
-	n := len(old)
-	e := old[n-1]
-	old[n-1] = nil
+	n := len(old) - 1
+	if n != i {
+		old.swap(i, n)
+		if !old[:n].down(i) {
+			old[:n].up(i)
+		}
+	}
+	e := old[n].e
+	old[n] = heapItem{}
 	e.index = -1
-	*h = old[:n-1]
+	*h = old[:n]
 	return e
+}
+
+// fix restores the order after the due time of the entry at i changed.
+func (h entryHeap) fix(i int) {
+	h[i].due = h[i].e.due.UnixNano()
+	if !h.down(i) {
+		h.up(i)
+	}
 }
