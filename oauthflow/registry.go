@@ -107,7 +107,9 @@ type ProviderConfig struct {
 	ExtraFields []string
 
 	// RefreshMargin is how long before expiry a token should be refreshed;
-	// zero means DefaultRefreshMargin.
+	// zero means DefaultRefreshMargin. The refresher caps it at a fifth of
+	// each token's lifetime and never refreshes a connection sooner than
+	// its minimum gap after the last refresh (switchboard.Refresher).
 	RefreshMargin time.Duration
 }
 
