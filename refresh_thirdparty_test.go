@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -126,6 +127,18 @@ func TestThirdPartyProviderShortTokens(t *testing.T) {
 	}
 	t.Logf("token endpoint, times from the first exchange:\n%s", sched.timeline(few))
 
+	// Operators see the schedule and the calls by outcome.
+	metrics := getMetrics(t, m)
+	for _, want := range []string{
+		"switchboard_refresh_scheduled_connections 1",
+		"switchboard_refresh_overdue_seconds 0",
+		`switchboard_token_refreshes_total{class="ok",provider="acme"} `,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
 	// The provider revokes every grant: the next refresh gets
 	// invalid_grant, and it must come within a token lifetime.
 	revokedAt := time.Now()
@@ -148,6 +161,10 @@ func TestThirdPartyProviderShortTokens(t *testing.T) {
 			showIn, len(since), refused, integration(t, c, id)["status"], events.failure())
 	}
 	t.Logf("RECONNECT_REQUIRED %.1fs after the revocation", ev.at.Sub(revokedAt).Seconds())
+	if metrics := getMetrics(t, m); !strings.Contains(metrics, `switchboard_token_refreshes_total{class="invalid_grant",provider="acme"} 1`) ||
+		!strings.Contains(metrics, "switchboard_refresh_scheduled_connections 0") {
+		t.Errorf("/metrics after the revocation: want one invalid_grant call for acme and nothing scheduled")
+	}
 	in = integration(t, c, id)
 	expect(t, "status after revocation", in["status"], "RECONNECT_REQUIRED")
 	expect(t, "badge after revocation", in["badge"], map[string]any{"label": "Reconnect", "tone": "WARNING"})
@@ -406,4 +423,19 @@ func (s *schedule) timeline(few int) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// getMetrics reads the gateway's /metrics page.
+func getMetrics(t *testing.T, m *Main) string {
+	t.Helper()
+	resp, err := http.Get(m.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -556,3 +556,70 @@ func runRefresherModel(t *testing.T, seed uint64, life time.Duration, steps int)
 	}
 	g.r.Wait()
 }
+
+// A provider whose tokens live a second gets a refresh every MinGap (not a
+// loop), and the connection is logged once as refreshed unusually often.
+func TestShortLivedTokensRefreshEveryGapAndWarnOnce(t *testing.T) {
+	ctx := context.Background()
+	keys, err := seal.NewKeyring(seal.Key{ID: "k1", Secret: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &modelClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	g := &refresherRig{t: t, path: t.TempDir() + "/short.db", keys: keys, clk: clk, p: newRotatingProvider(time.Second, clk.Now)}
+	g.open()
+	defer g.store.Close()
+	var logs strings.Builder
+	var logMu sync.Mutex
+	g.svc.Logger = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+	if err := g.store.CreateWorkspace(ctx, &sb.Workspace{ID: "ws1", Name: "W", Plan: sb.PlanPure}); err != nil {
+		t.Fatal(err)
+	}
+	admin := sb.NewContextWithPrincipal(ctx, &sb.Principal{WorkspaceID: "ws1", UserID: "u", Role: sb.RoleAdmin})
+	p, err := g.svc.Connect(admin, sb.ConnectInput{ProviderID: "crm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.svc.CompleteAuthorization(ctx, sb.CallbackParams{State: stateOf(t, p.AuthorizationURL), Code: "ws1 ada"}); err != nil {
+		t.Fatal(err)
+	}
+	// Three simulated minutes, looking at the schedule every 100 ms.
+	for i := 0; i < 1800; i++ {
+		clk.Advance(100 * time.Millisecond)
+		g.r.RunDue(ctx, clk.Now())
+	}
+	g.p.mu.Lock()
+	calls := len(g.p.calls["ws1"])
+	g.p.mu.Unlock()
+	// One refresh every 2 s: 90 in 180 s (the old margin-only rule made
+	// one at every look: 1,800).
+	if calls < 85 || calls > 91 {
+		t.Errorf("token calls in 3 minutes of 1-second tokens: got %d; want about 90 (one per 2 s)", calls)
+	}
+	logMu.Lock()
+	out := logs.String()
+	logMu.Unlock()
+	if n := strings.Count(out, "connection refreshed unusually often"); n != 1 {
+		t.Fatalf("warnings: got %d; want exactly 1\n%s", n, out)
+	}
+	if !strings.Contains(out, "provider=crm") {
+		t.Errorf("the warning does not name the provider:\n%s", out)
+	}
+	if st := g.r.Stats(); st.Scheduled != 1 || st.Overdue != 0 {
+		t.Errorf("stats: got %+v; want 1 scheduled, none overdue", st)
+	}
+	if err := g.r.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
