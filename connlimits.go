@@ -15,6 +15,7 @@ func (m *Main) connectionFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxPendingPerAddress, "max-pending-per-address", c.MaxPendingPerAddress, "websockets from one client address that have not sent connection_init yet (0: default 50; negative: no cap)")
 	fs.IntVar(&c.MaxSocketsPerToken, "max-sockets-per-token", c.MaxSocketsPerToken, "open websockets per API token (0: default 100; negative: no cap)")
 	fs.IntVar(&c.MaxSocketsPerWorkspace, "max-sockets-per-workspace", c.MaxSocketsPerWorkspace, "open websockets per workspace, over all its tokens (0: default 1000; negative: no cap)")
+	fs.DurationVar(&c.WebsocketInitTimeout, "websocket-init-timeout", c.WebsocketInitTimeout, "time a websocket has to send connection_init before it is closed with 4408 (0: default 10s)")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "time to read a request's headers (0: default 10s; negative: none)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "time to read a whole request, body included; websockets are not affected (0: default 30s; negative: none)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "time from the end of a request's headers to the end of its response; websockets are not affected (0: default 60s; negative: none)")

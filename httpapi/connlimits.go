@@ -26,10 +26,6 @@ const (
 	DefaultMaxSocketsPerWorkspace = 1000
 )
 
-// CodeLimitExceeded is the code of a refusal by a cap (as opposed to a
-// rate: CodeRateLimited).
-const CodeLimitExceeded = "LIMIT_EXCEEDED"
-
 // Websocket close codes of the caps. 4429 is graphql-transport-ws's "too
 // many" (its own use: a second connection_init); clients of the graphql-ws
 // library do not retry it, which is what a cap wants.
@@ -44,6 +40,7 @@ const (
 	LimitSocketsPerToken     = "sockets_per_token"
 	LimitSocketsPerWorkspace = "sockets_per_workspace"
 	LimitBodyTimeout         = "body_timeout" // a GraphQL request body not received within the server's read timeout
+	LimitBodySize            = "body_size"    // a GraphQL request body over MaxBodyBytes
 )
 
 func capOr(n, def int) int {

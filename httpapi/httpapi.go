@@ -345,6 +345,7 @@ func (o Options) authenticate(next http.Handler) http.Handler {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
+			o.refused(LimitBodySize)
 			writeCodeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("The request body is over the limit of %d bytes.", MaxBodyBytes))
 			return
 		} else if err != nil {
