@@ -73,6 +73,8 @@ func startBench(b *testing.B, stock bool) (*Main, *client, string) {
 	b.Helper()
 	m := mustStart(b, "", func(m *Main) {
 		m.Config.StockWebsocket = stock
+		// Every subscriber is the demo token's.
+		m.Config.MaxSocketsPerToken, m.Config.MaxSocketsPerWorkspace = -1, -1
 	})
 	c := newClient(b, m, m.DemoToken)
 	id := connect(b, c, "ada@sandbox.test")["id"].(string)

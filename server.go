@@ -116,7 +116,36 @@ type Config struct {
 	// client IP on /oauth/callback; negative disables.
 	TokenRate, CallbackRate   float64
 	TokenBurst, CallbackBurst int
+
+	// Connection limits (docs/security-limits.md). Websocket caps: zero
+	// means httpapi's default, negative none. Server timeouts and
+	// MaxHeaderBytes: zero means the defaults below, negative none.
+	MaxPendingPerAddress   int // websockets from one address not yet acknowledged
+	MaxSocketsPerToken     int
+	MaxSocketsPerWorkspace int
+	ReadHeaderTimeout      time.Duration
+	ReadTimeout            time.Duration // headers and body
+	WriteTimeout           time.Duration // from the end of the headers to the end of the response
+	IdleTimeout            time.Duration // between two requests on a kept-alive connection
+	MaxHeaderBytes         int
+	// DevAllowRemote lets dev mode listen on an address that is not
+	// loopback (checkDevAddr).
+	DevAllowRemote bool
 }
+
+// Defaults of the HTTP server's limits. A settings page's and an
+// automation's requests are small and quick: these only cut connections
+// that trickle (a body at a byte every few seconds) or never read. They
+// do not touch websockets: the upgrade clears the connection's deadlines
+// (gorilla/websocket does, after hijacking), and websockets have their own
+// (gorillaws's write timeout, the connection_init timeout, keep-alives).
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultMaxHeaderBytes    = 64 << 10
+)
 
 // Main is the running program: it opens the store, wires the services and
 // serves HTTP. Tests start the same Main on 127.0.0.1:0.
@@ -174,6 +203,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.Config.Addr, "addr", m.Config.Addr, "listen address")
 	fs.StringVar(&m.Config.DataDir, "data", m.Config.DataDir, "data directory (the bbolt file, and in dev mode the key and demo token)")
 	fs.BoolVar(&m.Config.Dev, "dev", m.Config.Dev, "dev mode: demo workspace and token, generated key, built-in sandbox OAuth provider")
+	fs.BoolVar(&m.Config.DevAllowRemote, "dev-allow-remote", m.Config.DevAllowRemote, "let dev mode listen on an address that is not loopback (its sandbox console is unauthenticated and its sandbox client secret is fixed)")
 	fs.StringVar(&m.Config.PublicURL, "public-url", m.Config.PublicURL, "URL browsers reach this gateway at; OAuth redirects go to <public-url>/oauth/callback (default http://<addr>)")
 	fs.StringVar(&m.Config.ProvidersFile, "providers", m.Config.ProvidersFile, "providers file (YAML: client credentials of built-in providers, custom providers); env SWITCHBOARD_PROVIDERS")
 	origins := fs.String("allow-origin", "", "comma-separated extra origins allowed to open websockets and to be returned to after OAuth")
@@ -187,6 +217,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&m.Config.ExecutorEvents, "executor-events", m.Config.ExecutorEvents, "render every subscription event with gqlgen's executor instead of the compiled renderer of integrationEvents (for comparison)")
 	fs.DurationVar(&m.Config.RefreshMinGap, "refresh-min-gap", m.Config.RefreshMinGap, "least time between two token refreshes of a connection, whatever its tokens' lifetime (default 2s; a tenth of the lifetime when that is longer)")
 	fs.DurationVar(&m.Config.RefreshFailureWindow, "failure-window", m.Config.RefreshFailureWindow, "how long a provider may fail token refreshes before the badge turns Error (default 15m)")
+	m.connectionFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -202,6 +233,13 @@ func (m *Main) ParseFlags(args []string) error {
 // returns; Close stops everything.
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config
+	addr := cfg.Addr
+	if m.Listener != nil {
+		addr = m.Listener.Addr().String()
+	}
+	if err := cfg.checkDevAddr(addr); err != nil {
+		return err
+	}
 	keyring, err := seal.Load(cfg.DataDir, cfg.Dev)
 	if err != nil {
 		return err
@@ -371,6 +409,10 @@ func (m *Main) Run(ctx context.Context) error {
 		StockWebsocket:       cfg.StockWebsocket,
 		ExecutorEvents:       cfg.ExecutorEvents,
 		Renders:              &m.renders,
+
+		MaxPendingPerAddress:   cfg.MaxPendingPerAddress,
+		MaxSocketsPerToken:     cfg.MaxSocketsPerToken,
+		MaxSocketsPerWorkspace: cfg.MaxSocketsPerWorkspace,
 	}
 	opts.WrapWebsocket = m.ws.Middleware
 	if m.sandbox != nil {
@@ -378,8 +420,11 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.server = &http.Server{
 		Handler:           httpapi.New(opts),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: durationOr(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		ReadTimeout:       durationOr(cfg.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:      durationOr(cfg.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:       durationOr(cfg.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    intOr(cfg.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 	}
 
@@ -404,6 +449,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}()
 
 	m.Logger.Info("serving", "url", m.URL, "data", cfg.DataDir, "dev", cfg.Dev, "revision", rev)
+	if cfg.Dev && !isLoopback(addr) {
+		m.Logger.Warn("dev mode on an address that is not loopback (-dev-allow-remote): the sandbox console is unauthenticated and the sandbox client secret is fixed", "addr", addr)
+	}
 	if cfg.Dev {
 		m.printDevBanner()
 	}

@@ -250,8 +250,9 @@ type gateway struct {
 func start(t *testing.T, bin, dir, addr string) *gateway {
 	t.Helper()
 	// These suites drive one demo token far harder than a client may; the
-	// rate limits have tests of their own.
-	cmd := exec.Command(bin, "-addr", addr, "-data", dir, "-token-rate=-1", "-callback-rate=-1")
+	// rate limits and socket caps have tests of their own.
+	cmd := exec.Command(bin, "-addr", addr, "-data", dir, "-token-rate=-1", "-callback-rate=-1",
+		"-max-sockets-per-token=-1", "-max-sockets-per-workspace=-1", "-max-pending-per-address=-1")
 	cmd.Stdout = io.Discard
 	logf, err := os.OpenFile(filepath.Join(dir, "gateway.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {

@@ -38,6 +38,9 @@
 // for a subscribe that reuses the id of a running subscription, and an
 // error message (code LIMIT_EXCEEDED) for a subscribe beyond
 // MaxSubscriptions. Frames over ReadLimit are refused by the socket (1009).
+// Two hooks let the caller apply limits it shares with other transports:
+// Pending bounds sockets that have not been acknowledged, and Admit
+// refuses single operations (a rate limit) without closing the socket.
 package gqlws
 
 import (
@@ -96,6 +99,20 @@ type Transport struct {
 	MaxSubscriptions int
 	// ReadLimit bounds incoming frames (0: no limit).
 	ReadLimit int64
+	// Pending, when set, is called for each socket as it is accepted,
+	// before connection_init. An error closes the socket at once, with
+	// the code and reason of a *CloseError (4429 otherwise). Without an
+	// error, done is called exactly once: when connection_init has been
+	// accepted (before the ack is written) or when the socket closes,
+	// whichever comes first.
+	Pending func(r *http.Request) (done func(), err error)
+	// Admit, when set, is asked before each operation a client starts
+	// (subscribe; start on graphql-ws), queries and mutations as well as
+	// subscriptions, with the connection's context (the InitFunc's). An
+	// error refuses that operation alone: the client gets an error
+	// message for its id carrying the error (a *gqlerror.Error as it is),
+	// and the socket and its other operations live on.
+	Admit func(ctx context.Context) error
 	// ViewerKey says what about the connection's viewer can change an
 	// operation's result. Subscriptions share executions only when their
 	// keys are equal; ok false shares nothing. Nil shares nothing.
@@ -128,17 +145,40 @@ func (t *Transport) Supports(r *http.Request) bool {
 // Do accepts one websocket and starts its reader, the one goroutine the
 // socket keeps while it is open.
 func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	// Counted as pending before the handshake is answered, so that a
+	// client that has its answer finds the socket counted.
+	pendingDone := func() {}
+	var refused error
+	if t.Pending != nil {
+		var done func()
+		if done, refused = t.Pending(r); done != nil {
+			pendingDone = done
+		}
+	}
 	ws, err := t.Upgrader.Accept(w, r, transport.WebsocketAcceptOptions{
 		ResponseHeader: http.Header{},
 		Subprotocols:   []string{ProtoTransportWS, ProtoGraphQLWS},
 	})
 	if err != nil {
+		pendingDone()
 		return // Accept answered the request
+	}
+	if refused != nil {
+		// Accepted only to say why, in a close code a browser can read.
+		code, reason := 4429, "Too many connections"
+		var ce *CloseError
+		if errors.As(refused, &ce) {
+			code, reason = ce.Code, ce.Reason
+		}
+		_ = ws.WriteClose(code, reason)
+		_ = ws.Close()
+		return
 	}
 	tw, ok := ws.(textWriter)
 	if !ok {
 		_ = ws.WriteClose(1011, "websocket implementation cannot write text parts")
 		_ = ws.Close()
+		pendingDone()
 		return
 	}
 	proto := ws.Subprotocol()
@@ -149,6 +189,7 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 	default:
 		_ = ws.WriteClose(1002, "unsupported subprotocol "+proto)
 		_ = ws.Close()
+		pendingDone()
 		return
 	}
 	ck, _ := ws.(corker)
@@ -179,6 +220,8 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 		exec:   exec,
 		ctx:    ctx,
 		cancel: cancel,
+
+		pending: pendingDone,
 	}
 	if t.InitTimeout > 0 {
 		c.initTimer = time.AfterFunc(t.InitTimeout, func() {
@@ -253,6 +296,7 @@ type conn struct {
 	draining  bool   // queued on or drained by a writer
 	initTimer *time.Timer
 	kaTimer   *time.Timer
+	pending   func() // Transport.Pending's done; nil once called
 }
 
 // textMessage is RFC 6455's text frame opcode, as the socket reports it.
@@ -463,6 +507,9 @@ func (c *conn) init(payload json.RawMessage) bool {
 	if c.t.ViewerKey != nil {
 		c.viewer, c.grouped = c.t.ViewerKey(c.ctx)
 	}
+	// No longer pending once authenticated: before the ack, so a client
+	// that has it may open its next socket.
+	c.endPending()
 	c.write(outMessage{Type: "connection_ack"})
 	c.mu.Lock()
 	c.acked = true
@@ -553,6 +600,18 @@ func (c *conn) shutdown() {
 		r()
 	}
 	_ = c.ws.Close()
+	c.endPending()
+}
+
+// endPending tells Transport.Pending the socket is no longer pending.
+func (c *conn) endPending() {
+	c.mu.Lock()
+	done := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	if done != nil {
+		done()
+	}
 }
 
 // end cancels the subscription's context and ends its source.
@@ -1068,6 +1127,12 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 			Extensions: map[string]any{"code": "LIMIT_EXCEEDED", "limit": c.t.MaxSubscriptions},
 		})
 		return true
+	}
+	if c.t.Admit != nil {
+		if err := c.t.Admit(c.ctx); err != nil {
+			c.sendError(id, toGQLError(err))
+			return true
+		}
 	}
 
 	start := graphql.Now()

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
 	"reflect"
 	"runtime/debug"
 	"sort"
@@ -48,7 +49,8 @@ const (
 	MaxSubscriptions     = 50 // per websocket connection
 
 	// Per API token: sustained requests per second and burst. Each
-	// websocket connection counts as one request.
+	// websocket connection counts as one request, and so does each
+	// operation started on it.
 	DefaultTokenRate  = 20
 	DefaultTokenBurst = 40
 	// Per client IP on /oauth/callback.
@@ -92,6 +94,9 @@ type Options struct {
 	TokenBurst, CallbackBurst int
 	// WebsocketInitTimeout: zero means the default above.
 	WebsocketInitTimeout time.Duration
+	// Websocket caps (connlimits.go); zero means the defaults there,
+	// negative means none.
+	MaxPendingPerAddress, MaxSocketsPerToken, MaxSocketsPerWorkspace int
 	// StockWebsocket serves websockets with gqlgen's own transport
 	// (a goroutine per subscription) instead of gqlws. It exists for
 	// benchmarks that compare the two in one run.
@@ -106,6 +111,7 @@ type Options struct {
 	tokenLimits    *limiters
 	callbackLimits *limiters
 	conns          *tokenConns
+	pending        *pendingSockets
 }
 
 func limitsOr(r float64, b int, dr float64, db int) *limiters {
@@ -133,7 +139,12 @@ func New(o Options) http.Handler {
 			return false
 		}
 		return o.CloseWebsocket(ctx, code, reason)
-	}}
+	},
+		maxPerToken:     capOr(o.MaxSocketsPerToken, DefaultMaxSocketsPerToken),
+		maxPerWorkspace: capOr(o.MaxSocketsPerWorkspace, DefaultMaxSocketsPerWorkspace),
+	}
+	o.pending = &pendingSockets{max: capOr(o.MaxPendingPerAddress, DefaultMaxPendingPerAddress), n: map[string]int{},
+		refused: func() { o.refused(LimitPendingPerAddress) }}
 	// Revoked and deleted tokens close their websockets at once.
 	prev := o.Service.TokensRevoked
 	o.Service.TokensRevoked = func(ids []string) {
@@ -258,6 +269,8 @@ func (o Options) addWebsocket(srv *handler.Server, compile func(context.Context,
 		KeepAlive:        WebsocketPing,
 		MaxSubscriptions: MaxSubscriptions,
 		ReadLimit:        MaxBodyBytes,
+		Pending:          o.pending.open,
+		Admit:            o.admitOperation,
 		ViewerKey:        viewerKey,
 		Compile:          compile,
 		Renders:          o.Renders,
@@ -323,6 +336,7 @@ func (o Options) authenticate(next http.Handler) http.Handler {
 			ri.setWorkspace(p.WorkspaceID)
 		}
 		if ok, wait := o.tokenLimits.allow(p.TokenID); !ok {
+			o.refused(LimitTokenRate)
 			tooMany(w, wait, "with this API token")
 			return
 		}
@@ -331,9 +345,13 @@ func (o Options) authenticate(next http.Handler) http.Handler {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
+			o.refused(LimitBodySize)
 			writeCodeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("The request body is over the limit of %d bytes.", MaxBodyBytes))
 			return
 		} else if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				o.refused(LimitBodyTimeout)
+			}
 			writeCodeError(w, http.StatusBadRequest, switchboard.EINVALID, "The request body could not be read.")
 			return
 		}
@@ -374,9 +392,19 @@ func (o Options) websocketInit(ctx context.Context, payload transport.InitPayloa
 		ri.setWorkspace(p.WorkspaceID)
 	}
 	if ok, _ := o.tokenLimits.allow(p.TokenID); !ok {
-		return ctx, &gqlws.CloseError{Code: 4429, Reason: "Too many requests with this API token", Message: "too many requests with this API token; retry later"}
+		o.refused(LimitTokenRate)
+		return ctx, &gqlws.CloseError{Code: CloseTooMany, Reason: "Too many requests with this API token", Message: "too many requests with this API token; retry later"}
 	}
-	o.conns.add(ctx, p.TokenID, p.ExpiresAt)
+	switch o.conns.add(ctx, p.TokenID, p.WorkspaceID, p.ExpiresAt) {
+	case LimitSocketsPerToken:
+		o.refused(LimitSocketsPerToken)
+		return ctx, &gqlws.CloseError{Code: CloseTooMany, Reason: "Too many connections with this API token",
+			Message: fmt.Sprintf("too many websockets with this API token (limit %d); close one first", o.conns.maxPerToken)}
+	case LimitSocketsPerWorkspace:
+		o.refused(LimitSocketsPerWorkspace)
+		return ctx, &gqlws.CloseError{Code: CloseTooMany, Reason: "Too many connections for this workspace",
+			Message: fmt.Sprintf("too many websockets for this workspace (limit %d); close one first", o.conns.maxPerWorkspace)}
+	}
 	return switchboard.NewContextWithPrincipal(ctx, p), nil
 }
 
@@ -399,6 +427,7 @@ func viewerKey(ctx context.Context) (string, bool) {
 func (o Options) limitCallback(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if ok, wait := o.callbackLimits.allow(clientIP(r)); !ok {
+			o.refused(LimitCallbackRate)
 			tooMany(w, wait, "from this address")
 			return
 		}

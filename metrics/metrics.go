@@ -1,6 +1,7 @@
 // Package metrics exposes Switchboard's Prometheus metrics: connected
 // subscribers, deliveries and cut-offs, commit latency, token refresh
-// outcomes, integrations by status, HTTP requests, and the Go runtime.
+// outcomes, integrations by status, HTTP requests, refusals by the abuse
+// limits, and the Go runtime.
 package metrics
 
 import (
@@ -42,6 +43,7 @@ type Metrics struct {
 	httpRequests    *prometheus.CounterVec
 	httpSeconds     *prometheus.HistogramVec
 	refreshOutcomes *prometheus.CounterVec
+	limitRefusals   *prometheus.CounterVec
 }
 
 // New registers every collector on a registry of its own.
@@ -66,8 +68,12 @@ func New(src Sources) *Metrics {
 			Name: "switchboard_token_refreshes_total",
 			Help: "Calls to providers' token endpoints by provider and outcome: ok, invalid_grant (the grant was refused: the badge turns Reconnect), client_rejected (the providers file's client credentials were refused), transient (network, timeout, 429, 5xx: retried).",
 		}, []string{"provider", "class"}),
+		limitRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_limit_refusals_total",
+			Help: "Requests, operations and connections refused or cut by an abuse limit, by limit (docs/security-limits.md).",
+		}, []string{"limit"}),
 	}
-	m.registry.MustRegister(m.commitSeconds, m.httpRequests, m.httpSeconds, m.refreshOutcomes,
+	m.registry.MustRegister(m.commitSeconds, m.httpRequests, m.httpSeconds, m.refreshOutcomes, m.limitRefusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gauge := func(name, help string, f func() float64) {
 		if f != nil {
@@ -116,6 +122,15 @@ func (m *Metrics) ObserveHTTP(route string, code int, d time.Duration) {
 // ObserveRefresh records a token refresh outcome.
 func (m *Metrics) ObserveRefresh(provider, class string) {
 	m.refreshOutcomes.WithLabelValues(provider, class).Inc()
+}
+
+// Refused records one refusal by the named limit. A nil *Metrics records
+// nothing.
+func (m *Metrics) Refused(limit string) {
+	if m == nil {
+		return
+	}
+	m.limitRefusals.WithLabelValues(limit).Inc()
 }
 
 func codeLabel(code int) string {

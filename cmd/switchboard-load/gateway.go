@@ -78,7 +78,9 @@ func startGateway(ctx context.Context, o *options) (*gateway, error) {
 			}
 			return "", false
 		}, bin, "-addr", "127.0.0.1:"+strconv.Itoa(port), "-data", data, "-dev", "-providers", providers,
-			"-token-rate=-1", "-callback-rate=-1")
+			"-token-rate=-1", "-callback-rate=-1",
+			// Every socket is the demo token's, opened many at a time.
+			"-max-sockets-per-token=-1", "-max-sockets-per-workspace=-1", "-max-pending-per-address=-1")
 		if err != nil {
 			return nil, err
 		}
