@@ -38,6 +38,7 @@ type Metrics struct {
 	httpRequests    *prometheus.CounterVec
 	httpSeconds     *prometheus.HistogramVec
 	refreshOutcomes *prometheus.CounterVec
+	oauthRefusals   *prometheus.CounterVec
 }
 
 // New registers every collector on a registry of its own.
@@ -63,6 +64,11 @@ func New(src Sources) *Metrics {
 			Help: "Token refreshes by provider and outcome class (ok, revoked, transient, ...).",
 		}, []string{"provider", "class"}),
 	}
+	m.oauthRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_oauth_refusals_total",
+		Help: "OAuth start links and callbacks refused though their state was genuine, by step (start, callback) and reason (not_this_browser, token_revoked, token_expired).",
+	}, []string{"step", "reason"})
+	m.registry.MustRegister(m.oauthRefusals)
 	m.registry.MustRegister(m.commitSeconds, m.httpRequests, m.httpSeconds, m.refreshOutcomes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gauge := func(name, help string, f func() float64) {
@@ -110,6 +116,12 @@ func (m *Metrics) ObserveHTTP(route string, code int, d time.Duration) {
 // ObserveRefresh records a token refresh outcome.
 func (m *Metrics) ObserveRefresh(provider, class string) {
 	m.refreshOutcomes.WithLabelValues(provider, class).Inc()
+}
+
+// ObserveOAuthRefusal records a refused OAuth start link or callback
+// (switchboard.Service.AuthRefused).
+func (m *Metrics) ObserveOAuthRefusal(step, reason string) {
+	m.oauthRefusals.WithLabelValues(step, reason).Inc()
 }
 
 func codeLabel(code int) string {
