@@ -214,12 +214,20 @@ func startFlow(t testing.TB, browser *http.Client, authURL string) *url.URL {
 	return u
 }
 
-// callbackURL walks a flow in browser up to the sandbox's redirect to
-// /oauth/callback (the sandbox approves at once with a login hint) and
-// returns that URL, without opening it.
+// callbackURL walks a flow in browser (the start link, then the sandbox,
+// which approves at once with a login hint) up to the redirect to
+// /oauth/callback and returns that URL, without opening it.
 func callbackURL(t testing.TB, browser *http.Client, authURL string) string {
 	t.Helper()
-	return redirect(t, browser, startFlow(t, browser, authURL).String())
+	u := authURL
+	for range 5 {
+		u = redirect(t, browser, u)
+		if p, err := url.Parse(u); err == nil && p.Path == "/oauth/callback" {
+			return u
+		}
+	}
+	t.Fatalf("%s: no redirect to /oauth/callback within 5 hops", authURL)
+	return ""
 }
 
 // connect connects the sandbox provider as the account with email, and
