@@ -133,7 +133,9 @@ func TestTokenCannotOutliveOrExceedItsCreator(t *testing.T) {
 	m := mustStart(t, "")
 	admin := newClient(t, m, m.DemoToken)
 	const create = `mutation($in: CreateApiTokenInput!) { createApiToken(input: $in) { secret token { scopes expiresAt } } }`
-	at := func(d time.Duration) string { return time.Now().Add(d).UTC().Truncate(time.Second).Format(time.RFC3339) }
+	at := func(d time.Duration) string {
+		return time.Now().Add(d).UTC().Truncate(time.Second).Format(time.RFC3339)
+	}
 	parentExpiry := at(time.Hour)
 	d := admin.must(create, map[string]any{"in": map[string]any{"name": "short", "scopes": []string{"tokens:admin", "integrations:read"}, "expiresAt": parentExpiry}})
 	parent := newClient(t, m, str(d, "createApiToken.secret"))

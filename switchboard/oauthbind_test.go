@@ -59,7 +59,7 @@ func newBindEnv(t *testing.T) *bindEnv {
 		t.Fatal(err)
 	}
 	svc := &sb.Service{Store: st, Broker: fanout.New(st, 0, fanout.Options{}), OAuth: reg, Catalogue: reg, Now: clk.Now,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
 		StartURL: func(id string) string { return srv.URL + "/oauth/start/" + id }}
 	return &bindEnv{svc: svc, store: st, clock: clk, url: srv.URL}
 }
