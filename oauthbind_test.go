@@ -146,8 +146,9 @@ func TestTokenCannotOutliveOrExceedItsCreator(t *testing.T) {
 	expect(t, "child of an expiring token", []any{get(d, "createApiToken.token.expiresAt"), get(d, "createApiToken.token.scopes")},
 		[]any{parentExpiry, []any{"integrations:read"}})
 	// Within the parent's lifetime and scopes: as asked.
-	d = parent.must(create, map[string]any{"in": map[string]any{"name": "shorter", "scopes": []string{"integrations:read"}, "expiresAt": at(30 * time.Minute)}})
-	expect(t, "shorter child", get(d, "createApiToken.token.expiresAt"), at(30*time.Minute))
+	shorter := at(30 * time.Minute)
+	d = parent.must(create, map[string]any{"in": map[string]any{"name": "shorter", "scopes": []string{"integrations:read"}, "expiresAt": shorter}})
+	expect(t, "shorter child", get(d, "createApiToken.token.expiresAt"), shorter)
 
 	for _, tt := range []struct {
 		name string
