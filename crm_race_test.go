@@ -56,7 +56,7 @@ func TestConcurrentCRMCallbacksLeaveOneCRM(t *testing.T) {
 	m := mustStart(t, filepath.Join(dir, "data"), func(m *Main) { m.Config.ProvidersFile = file })
 	c := newClient(t, m, m.DemoToken)
 	// One browser starts both flows and sends both callbacks.
-	noFollow := newBrowser()
+	noFollow := oauthBrowser()
 
 	// sandboxCallback walks the sandbox's authorization page and returns
 	// the callback URL it redirects to, without opening it.

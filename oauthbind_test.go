@@ -24,7 +24,7 @@ func TestOAuthCallbackNeedsTheBrowserThatStartedIt(t *testing.T) {
 	}
 
 	// The start link sets the flow's cookie, then sends the browser on.
-	victim := newBrowser()
+	victim := oauthBrowser()
 	resp, err := victim.Get(authURL)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +55,7 @@ func TestOAuthCallbackNeedsTheBrowserThatStartedIt(t *testing.T) {
 	before := integration(t, c, id)
 
 	// Replayed by other clients: no cookie, or another value in it.
-	wrong := newBrowser()
+	wrong := oauthBrowser()
 	u, _ := url.Parse(m.URL + "/oauth/")
 	wrong.Jar.SetCookies(u, []*http.Cookie{{Name: ck.Name, Value: strings.Repeat("A", len(ck.Value)), Path: "/oauth/"}})
 	for name, hc := range map[string]*http.Client{"no cookie": {Timeout: 10 * time.Second}, "another cookie": wrong} {
@@ -85,7 +85,7 @@ func TestOAuthCallbackNeedsTheBrowserThatStartedIt(t *testing.T) {
 	expect(t, "after the callback", []any{in["status"], str(in, "account.email")}, []any{"CONNECTED", "ada@sandbox.test"})
 
 	// The start link died with its flow.
-	if status, body := fetch(t, newBrowser(), authURL); status != http.StatusBadRequest || !strings.Contains(body, "already used") {
+	if status, body := fetch(t, oauthBrowser(), authURL); status != http.StatusBadRequest || !strings.Contains(body, "already used") {
 		t.Errorf("start link after the flow: got %d %s; want 400 saying it was used", status, body)
 	}
 	wantMetric(t, m, `switchboard_oauth_refusals_total{reason="not_this_browser",step="callback"} 2`)
@@ -102,7 +102,7 @@ func TestOAuthFlowEndsWithItsToken(t *testing.T) {
 	// Two flows: one walked up to the provider's redirect, one not opened.
 	d = auto.must(`mutation { connectIntegration(input: {provider: "sandbox", loginHint: "ada@sandbox.test"}) { authorizationUrl integration { id } } }`, nil)
 	id := str(d, "connectIntegration.integration.id")
-	browser := newBrowser()
+	browser := oauthBrowser()
 	cb := callbackURL(t, browser, str(d, "connectIntegration.authorizationUrl"))
 	d = auto.must(`mutation { connectIntegration(input: {provider: "sandbox-mail", loginHint: "ada@sandbox.test"}) { authorizationUrl } }`, nil)
 	unopened := str(d, "connectIntegration.authorizationUrl")
@@ -114,7 +114,7 @@ func TestOAuthFlowEndsWithItsToken(t *testing.T) {
 		t.Errorf("callback: got %d %s; want 403 saying the token was revoked", status, body)
 	}
 	expect(t, "integration unchanged", integration(t, admin, id), before)
-	if status, body := fetch(t, newBrowser(), unopened); status != http.StatusForbidden || !strings.Contains(body, "was revoked") {
+	if status, body := fetch(t, oauthBrowser(), unopened); status != http.StatusForbidden || !strings.Contains(body, "was revoked") {
 		t.Errorf("start link: got %d %s; want 403 saying the token was revoked", status, body)
 	}
 	// The refusal is audited, once: the flow is over.

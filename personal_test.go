@@ -17,7 +17,7 @@ func connectMail(t *testing.T, c *client, email string) string {
 	d := c.must(`mutation($email: String) { connectIntegration(input: {provider: "sandbox-mail", loginHint: $email}) { authorizationUrl integration { id status provider { category } } } }`,
 		map[string]any{"email": email})
 	expect(t, "card before the callback", []any{str(d, "connectIntegration.integration.status"), str(d, "connectIntegration.integration.provider.category")}, []any{"DISCONNECTED", "EMAIL_CALENDAR"})
-	browser := newBrowser()
+	browser := oauthBrowser()
 	u := startFlow(t, browser, str(d, "connectIntegration.authorizationUrl"))
 	q := u.Query()
 	expect(t, "authorization URL", []any{u.Path, q.Get("client_id"), q.Get("login_hint"), q.Get("scope")},

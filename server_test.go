@@ -177,9 +177,9 @@ func fetch(t testing.TB, hc *http.Client, u string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// newBrowser is a client with a cookie jar of its own that does not
+// oauthBrowser is a client with a cookie jar of its own that does not
 // follow redirects: one browser walking an OAuth flow step by step.
-func newBrowser() *http.Client {
+func oauthBrowser() *http.Client {
 	jar, _ := cookiejar.New(nil)
 	return &http.Client{Jar: jar, Timeout: 10 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -610,7 +610,7 @@ func TestCallbackFailuresChangeNothing(t *testing.T) {
 
 	// One browser starts every flow and sends every callback, so each
 	// callback carries its flow's cookie.
-	browser := newBrowser()
+	browser := oauthBrowser()
 	start := func() string {
 		d := c.must(`mutation($id: ID!) { reconnectIntegration(input: {id: $id}) { authorizationUrl } }`, map[string]any{"id": id})
 		return startFlow(t, browser, str(d, "reconnectIntegration.authorizationUrl")).Query().Get("state")
