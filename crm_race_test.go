@@ -11,7 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // TestConcurrentCRMCallbacksLeaveOneCRM completes the OAuth callbacks of
@@ -56,31 +55,19 @@ func TestConcurrentCRMCallbacksLeaveOneCRM(t *testing.T) {
 	}
 	m := mustStart(t, filepath.Join(dir, "data"), func(m *Main) { m.Config.ProvidersFile = file })
 	c := newClient(t, m, m.DemoToken)
-	noFollow := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// One browser starts both flows and sends both callbacks.
+	noFollow := oauthBrowser()
 
 	// sandboxCallback walks the sandbox's authorization page and returns
 	// the callback URL it redirects to, without opening it.
 	sandboxCallback := func() string {
 		d := c.must(`mutation { connectIntegration(input: {provider: "sandbox", loginHint: "ada@sandbox.test"}) { authorizationUrl } }`, nil)
-		resp, err := noFollow.Get(str(d, "connectIntegration.authorizationUrl"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		loc := resp.Header.Get("Location")
-		if resp.StatusCode != http.StatusFound && resp.StatusCode != http.StatusSeeOther || loc == "" {
-			t.Fatalf("sandbox authorize: got %d, Location %q; want a redirect to the callback", resp.StatusCode, loc)
-		}
-		return loc
+		return callbackURL(t, noFollow, str(d, "connectIntegration.authorizationUrl"))
 	}
 	// acmeCallback is what Acme's authorization page would redirect to.
 	acmeCallback := func() string {
 		d := c.must(`mutation { connectIntegration(input: {provider: "acme"}) { authorizationUrl } }`, nil)
-		u, err := url.Parse(str(d, "connectIntegration.authorizationUrl"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := u.Query()
+		q := startFlow(t, noFollow, str(d, "connectIntegration.authorizationUrl")).Query()
 		return q.Get("redirect_uri") + "?" + url.Values{"code": {"acme-code"}, "state": {q.Get("state")}}.Encode()
 	}
 

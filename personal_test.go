@@ -2,7 +2,6 @@ package main
 
 import (
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -18,14 +17,12 @@ func connectMail(t *testing.T, c *client, email string) string {
 	d := c.must(`mutation($email: String) { connectIntegration(input: {provider: "sandbox-mail", loginHint: $email}) { authorizationUrl integration { id status provider { category } } } }`,
 		map[string]any{"email": email})
 	expect(t, "card before the callback", []any{str(d, "connectIntegration.integration.status"), str(d, "connectIntegration.integration.provider.category")}, []any{"DISCONNECTED", "EMAIL_CALENDAR"})
-	u, err := url.Parse(str(d, "connectIntegration.authorizationUrl"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	browser := oauthBrowser()
+	u := startFlow(t, browser, str(d, "connectIntegration.authorizationUrl"))
 	q := u.Query()
 	expect(t, "authorization URL", []any{u.Path, q.Get("client_id"), q.Get("login_hint"), q.Get("scope")},
 		[]any{"/sandbox/authorize", "switchboard-dev-mail", email, "mail.read calendar.read"})
-	if status, body := authorize(t, u.String()); status != http.StatusOK {
+	if status, body := fetch(t, browser, redirect(t, browser, u.String())); status != http.StatusOK {
 		t.Fatalf("callback: got %d %s; want 200", status, body)
 	}
 	return str(d, "connectIntegration.integration.id")

@@ -343,6 +343,10 @@ func (m *Main) Run(ctx context.Context) error {
 		OAuth:     registry,
 		Catalogue: registry,
 		Logger:    m.Logger,
+		// The OAuth window opens the gateway's start link first, which
+		// binds the flow to that browser (docs/security-oauth.md).
+		StartURL:    func(id string) string { return m.URL + "/oauth/start/" + url.PathEscape(id) },
+		AuthRefused: m.metrics.ObserveOAuthRefusal,
 		ReturnToAllowed: func(u string) bool {
 			p, err := url.Parse(u)
 			if err != nil || p.Scheme == "" || p.Host == "" {
@@ -400,6 +404,7 @@ func (m *Main) Run(ctx context.Context) error {
 		IntegrationsVersion: m.store.IntegrationsVersion,
 		Settings:            m.settingsPage(),
 		Metrics:             m.metrics,
+		SecureCookies:       strings.HasPrefix(m.URL, "https://"),
 
 		TokenRate:            cfg.TokenRate,
 		TokenBurst:           cfg.TokenBurst,

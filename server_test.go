@@ -12,6 +12,7 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -155,19 +156,78 @@ const integrationFields = `id status statusReason statusMessage badge { label to
 	provider { id name category } settings { key value }`
 
 // authorize opens an authorization URL the way the OAuth window would,
-// following the sandbox's redirect to /oauth/callback, and returns the
-// callback page's status and body.
+// in a browser of its own (a cookie jar): the gateway's start link, the
+// sandbox's redirect to /oauth/callback, and returns the callback page's
+// status and body.
 func authorize(t testing.TB, authURL string) (int, string) {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
-	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-	resp, err := hc.Get(authURL)
+	return fetch(t, &http.Client{Jar: jar, Timeout: 10 * time.Second}, authURL)
+}
+
+// fetch GETs u with hc and returns the status and body.
+func fetch(t testing.TB, hc *http.Client, u string) (int, string) {
+	t.Helper()
+	resp, err := hc.Get(u)
 	if err != nil {
-		t.Fatalf("authorize: %v", err)
+		t.Fatalf("GET %s: %v", u, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// oauthBrowser is a client with a cookie jar of its own that does not
+// follow redirects: one browser walking an OAuth flow step by step.
+func oauthBrowser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// redirect GETs u with browser and returns where it redirects to.
+func redirect(t testing.TB, browser *http.Client, u string) string {
+	t.Helper()
+	resp, err := browser.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode/100 != 3 || loc == "" {
+		t.Fatalf("GET %s: got %d %s; want a redirect", u, resp.StatusCode, b)
+	}
+	return loc
+}
+
+// startFlow opens the start link authURL (what connect and reconnect
+// return) in browser, as the OAuth window does first, and returns the
+// provider's authorization URL it redirects to. The browser now holds the
+// flow's cookie.
+func startFlow(t testing.TB, browser *http.Client, authURL string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(redirect(t, browser, authURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// callbackURL walks a flow in browser (the start link, then the sandbox,
+// which approves at once with a login hint) up to the redirect to
+// /oauth/callback and returns that URL, without opening it.
+func callbackURL(t testing.TB, browser *http.Client, authURL string) string {
+	t.Helper()
+	u := authURL
+	for range 5 {
+		u = redirect(t, browser, u)
+		if p, err := url.Parse(u); err == nil && p.Path == "/oauth/callback" {
+			return u
+		}
+	}
+	t.Fatalf("%s: no redirect to /oauth/callback within 5 hops", authURL)
+	return ""
 }
 
 // connect connects the sandbox provider as the account with email, and
@@ -548,19 +608,15 @@ func TestCallbackFailuresChangeNothing(t *testing.T) {
 	id := in["id"].(string)
 	before := in["revision"]
 
+	// One browser starts every flow and sends every callback, so each
+	// callback carries its flow's cookie.
+	browser := oauthBrowser()
 	start := func() string {
 		d := c.must(`mutation($id: ID!) { reconnectIntegration(input: {id: $id}) { authorizationUrl } }`, map[string]any{"id": id})
-		u, _ := url.Parse(str(d, "reconnectIntegration.authorizationUrl"))
-		return u.Query().Get("state")
+		return startFlow(t, browser, str(d, "reconnectIntegration.authorizationUrl")).Query().Get("state")
 	}
 	callback := func(q url.Values) (int, string) {
-		resp, err := http.Get(m.URL + "/oauth/callback?" + q.Encode())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return fetch(t, browser, m.URL+"/oauth/callback?"+q.Encode())
 	}
 
 	tests := []struct {
@@ -589,14 +645,8 @@ func TestCallbackFailuresChangeNothing(t *testing.T) {
 
 	t.Run("replayed state", func(t *testing.T) {
 		d := c.must(`mutation($id: ID!) { reconnectIntegration(input: {id: $id, loginHint: "ada@sandbox.test"}) { authorizationUrl } }`, map[string]any{"id": id})
-		noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-		resp, err := noFollow.Get(str(d, "reconnectIntegration.authorizationUrl"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		cb := resp.Header.Get("Location")
-		if status, body := authorize(t, cb); status != 200 {
+		cb := callbackURL(t, browser, str(d, "reconnectIntegration.authorizationUrl"))
+		if status, body := fetch(t, browser, cb); status != 200 {
 			t.Fatalf("first use: %d %s", status, body)
 		}
 		if status, body := authorize(t, cb); status != 400 || !strings.Contains(body, "already used") {
@@ -608,7 +658,13 @@ func TestCallbackFailuresChangeNothing(t *testing.T) {
 	t.Run("expired state", func(t *testing.T) {
 		m.service.StateTTL = time.Nanosecond
 		defer func() { m.service.StateTTL = 0 }()
-		status, body := callback(url.Values{"state": {start()}, "code": {"x"}})
+		// Its start link has expired too, so read the state from the store.
+		d := c.must(`mutation($id: ID!) { reconnectIntegration(input: {id: $id}) { authorizationUrl } }`, map[string]any{"id": id})
+		st, err := m.store.FindAuthStart(context.Background(), path.Base(str(d, "reconnectIntegration.authorizationUrl")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, body := callback(url.Values{"state": {st.State}, "code": {"x"}})
 		if status != 400 || !strings.Contains(body, "took longer than") {
 			t.Errorf("got %d %q; want 400 saying it expired", status, body)
 		}

@@ -25,6 +25,7 @@
 //	  users, api_token_ids, audit, idempotency, idempotency_expiry: see access.go
 //	api_tokens/<sha256 of the secret>                JSON APIToken
 //	auth_states/<sha256 of the state>                expiry (unix ns) + sealed JSON AuthState
+//	auth_states/<sha256 of "auth_start\x00" + id>   expiry (unix ns) + sealed JSON AuthStart
 //	teardown/<sequence>                              JSON TeardownJob
 //
 // Everything about an integration lives under its workspace, so a
@@ -36,6 +37,7 @@
 //
 //	tokens:      <workspace id>\x00<integration id>\x00<generation in decimal>
 //	auth_states: auth_state\x00<state>\x00<expiry prefix>
+//	             auth_start\x00<start link id>\x00<expiry prefix>
 //
 // so a ciphertext moved to another key does not open.
 package bolt

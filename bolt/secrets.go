@@ -189,20 +189,32 @@ func (s *Store) PutAuthState(ctx context.Context, st *switchboard.AuthState) err
 		return wrap(err, "put auth state")
 	}
 	key := authStateKey(c.State)
+	var startKey, startValue []byte
+	if c.Start != nil {
+		if startKey, startValue, err = s.sealAuthStart(c.Start, c.State, expiry); err != nil {
+			return wrap(err, "put auth state")
+		}
+	}
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bAuthStates)
-		if b.Get(key) != nil {
+		if b.Get(key) != nil || startKey != nil && b.Get(startKey) != nil {
 			return switchboard.Errorf(switchboard.ECONFLICT, "Authorization state already pending.")
+		}
+		if startKey != nil {
+			if err := b.Put(startKey, startValue); err != nil {
+				return err
+			}
 		}
 		return b.Put(key, append(expiry, sealed...))
 	})
 	return wrap(err, "put auth state")
 }
 
-// TakeAuthState returns and deletes the pending authorization in one
-// transaction. Unknown or already used states return ENOTFOUND; expired ones
-// are returned (and deleted) for the caller to report.
-func (s *Store) TakeAuthState(ctx context.Context, state string) (*switchboard.AuthState, error) {
+// TakeAuthState returns and deletes the pending authorization, and its
+// start link, in one transaction. Unknown or already used states return
+// ENOTFOUND; expired ones are returned (and deleted) for the caller to
+// report. A state accept refuses is left as it was.
+func (s *Store) TakeAuthState(ctx context.Context, state string, accept func(*switchboard.AuthState) error) (*switchboard.AuthState, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -226,8 +238,18 @@ func (s *Store) TakeAuthState(ctx context.Context, state string) (*switchboard.A
 		if err != nil {
 			return err
 		}
+		if accept != nil {
+			if err := accept(st); err != nil {
+				return err
+			}
+		}
 		if err := b.Delete(key); err != nil {
 			return err
+		}
+		if st.StartID != "" {
+			if err := b.Delete(authStartKey(st.StartID)); err != nil {
+				return err
+			}
 		}
 		out = st
 		return nil

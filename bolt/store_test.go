@@ -351,7 +351,7 @@ func TestAuthStates(t *testing.T) {
 	}
 	wantCode(t, s.PutAuthState(ctx, in), switchboard.ECONFLICT)
 
-	got, err := s.TakeAuthState(ctx, "st-1")
+	got, err := s.TakeAuthState(ctx, "st-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,23 +361,23 @@ func TestAuthStates(t *testing.T) {
 	if want := now.Add(10 * time.Minute); !got.ExpiresAt.Equal(want) {
 		t.Fatalf("got ExpiresAt %v; want %v", got.ExpiresAt, want)
 	}
-	_, err = s.TakeAuthState(ctx, "st-1")
+	_, err = s.TakeAuthState(ctx, "st-1", nil)
 	wantCode(t, err, switchboard.ENOTFOUND)
-	_, err = s.TakeAuthState(ctx, "never-issued")
+	_, err = s.TakeAuthState(ctx, "never-issued", nil)
 	wantCode(t, err, switchboard.ENOTFOUND)
 
 	// Expired states are still returned once, so the caller can say so.
 	if err := s.PutAuthState(ctx, &switchboard.AuthState{State: "old", CreatedAt: now.Add(-time.Hour), ExpiresAt: now.Add(-time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	got, err = s.TakeAuthState(ctx, "old")
+	got, err = s.TakeAuthState(ctx, "old", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !got.ExpiresAt.Before(now) {
 		t.Fatalf("got ExpiresAt %v; want before %v", got.ExpiresAt, now)
 	}
-	_, err = s.TakeAuthState(ctx, "old")
+	_, err = s.TakeAuthState(ctx, "old", nil)
 	wantCode(t, err, switchboard.ENOTFOUND)
 
 	// The sweep removes expired states only.
@@ -398,10 +398,10 @@ func TestAuthStates(t *testing.T) {
 		t.Fatalf("got %d deleted; want 2", n)
 	}
 	for _, st := range []string{"e1", "e2"} {
-		_, err := s.TakeAuthState(ctx, st)
+		_, err := s.TakeAuthState(ctx, st, nil)
 		wantCode(t, err, switchboard.ENOTFOUND)
 	}
-	if _, err := s.TakeAuthState(ctx, "live"); err != nil {
+	if _, err := s.TakeAuthState(ctx, "live", nil); err != nil {
 		t.Fatalf("got %v; want the live state kept", err)
 	}
 }
@@ -500,7 +500,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if jobs, err := s.DueTeardowns(ctx, time.Now().Add(time.Hour), 0); err != nil || len(jobs) != 1 {
 		t.Fatalf("got %v, %v; want one teardown job", jobs, err)
 	}
-	if st, err := s.TakeAuthState(ctx, "st"); err != nil || st.CodeVerifier != "v" {
+	if st, err := s.TakeAuthState(ctx, "st", nil); err != nil || st.CodeVerifier != "v" {
 		t.Fatalf("got %v, %v; want the stored state", st, err)
 	}
 	if got, want := revisions(mustEvents(t, s, "ws1", 0, 0)), []uint64{1, 2, 3}; !slices.Equal(got, want) {

@@ -487,7 +487,10 @@ func (c *client) connect(t *testing.T, email string) string {
 		t.Fatal(err)
 	}
 	p := d["connectIntegration"].(map[string]any)
-	resp, err := httpc.Get(p["authorizationUrl"].(string))
+	// A browser of its own: the start link sets the flow's cookie, which
+	// the callback needs.
+	jar, _ := cookiejar.New(nil)
+	resp, err := (&http.Client{Jar: jar, Timeout: 10 * time.Second}).Get(p["authorizationUrl"].(string))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1209,8 +1209,9 @@ type IntegrationEvent {
 }
 
 type AuthorizationPayload {
-  "Open it in the OAuth window."
+  "Open it in the OAuth window: a link to this gateway (/oauth/start/...) that ties the flow to the browser opening it (a short-lived cookie) and sends it on to the provider. Hand it to the person who signs in; the callback is refused in any other browser. It works until the flow completes or expires, and dies with the API token that started it."
   authorizationUrl: String!
+  "When the link and the flow expire."
   expiresAt: Time!
   integration: Integration!
 }
@@ -1320,8 +1321,9 @@ input CreateApiTokenInput {
   name: String!
   "The user the token acts as (default: the viewer's). Admins only for another user."
   userId: ID
-  "Default: integrations:read and integrations:write. Never more than the viewer's token has."
+  "Default: those of integrations:read and integrations:write the viewer's token holds. Never more than the viewer's token has: asking for a scope it lacks is FORBIDDEN."
   scopes: [String!]
+  "Default: when the viewer's token expires (never, if it never does). A token never outlives the token that creates it: a later expiresAt is FORBIDDEN, a past one INVALID_INPUT."
   expiresAt: Time
   idempotencyKey: String
 }
@@ -1355,7 +1357,7 @@ type Mutation {
   "Permanent: sync stops at once and the provider's token is revoked. Needs confirm: true."
   disconnectIntegration(input: DisconnectIntegrationInput!): Integration!
   configureIntegration(input: ConfigureIntegrationInput!): Integration!
-  "Creates an API token; the payload carries its secret, once. Needs tokens:admin."
+  "Creates an API token; the payload carries its secret, once. Needs tokens:admin. The new token holds no scope the viewer's token lacks and expires no later than it."
   createApiToken(input: CreateApiTokenInput!): CreateApiTokenPayload!
   "Revokes a token at once, closing websockets opened with it. Needs tokens:admin."
   revokeApiToken(input: RevokeApiTokenInput!): ApiToken!

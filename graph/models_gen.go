@@ -29,8 +29,9 @@ type CreateAPITokenInput struct {
 	Name string `json:"name"`
 	// The user the token acts as (default: the viewer's). Admins only for another user.
 	UserID *string `json:"userId,omitempty"`
-	// Default: integrations:read and integrations:write. Never more than the viewer's token has.
-	Scopes         []string   `json:"scopes,omitempty"`
+	// Default: those of integrations:read and integrations:write the viewer's token holds. Never more than the viewer's token has: asking for a scope it lacks is FORBIDDEN.
+	Scopes []string `json:"scopes,omitempty"`
+	// Default: when the viewer's token expires (never, if it never does). A token never outlives the token that creates it: a later expiresAt is FORBIDDEN, a past one INVALID_INPUT.
 	ExpiresAt      *time.Time `json:"expiresAt,omitempty"`
 	IdempotencyKey *string    `json:"idempotencyKey,omitempty"`
 }

@@ -11,21 +11,33 @@ import (
 // callback completes an OAuth authorization. On success it redirects to
 // the returnTo the flow started with (checked then), or shows a small page
 // that tells the opener and offers to close the window. On failure it says
-// what happened; the integration is unchanged.
+// what happened; the integration is unchanged. It needs the cookie the
+// flow's start link set in this browser (start.go); without it the
+// callback is refused (403 FORBIDDEN) and the flow stays pending.
 func (o Options) callback(w http.ResponseWriter, r *http.Request) {
 	// The URL carries a one-time code: keep it out of caches and referrers.
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Referrer-Policy", "no-referrer")
+	oauthHeaders(w)
 	q := r.URL.Query()
-	res, err := o.Service.CompleteAuthorization(r.Context(), switchboard.CallbackParams{
+	cp := switchboard.CallbackParams{
 		State:            q.Get("state"),
 		Code:             q.Get("code"),
 		Error:            q.Get("error"),
 		ErrorDescription: q.Get("error_description"),
-	})
+	}
+	if cp.State != "" {
+		if c, err := r.Cookie(oauthCookieName(cp.State)); err == nil {
+			cp.BrowserSecret = c.Value
+			// Whatever the outcome, the cookie has served: the flow is
+			// over, or the value was not the flow's.
+			http.SetCookie(w, o.oauthCookie(r, c.Name, "", -1))
+		}
+	}
+	res, err := o.Service.CompleteAuthorization(r.Context(), cp)
 	if err != nil {
 		status := http.StatusBadRequest
 		switch switchboard.ErrorCode(err) {
+		case switchboard.EFORBIDDEN:
+			status = http.StatusForbidden
 		case switchboard.ECONFLICT:
 			status = http.StatusConflict
 		case switchboard.EUNAVAILABLE:
@@ -93,7 +105,8 @@ type callbackPage struct {
 
 func renderCallback(w http.ResponseWriter, status int, p callbackPage) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = callbackTemplate.Execute(w, p)
 }

@@ -108,6 +108,10 @@ type Options struct {
 	// /metrics).
 	Renders *gqlws.RenderCounts
 
+	// SecureCookies marks the OAuth flow's cookie Secure (an https public
+	// URL); requests that arrive over TLS get it anyway.
+	SecureCookies bool
+
 	tokenLimits    *limiters
 	callbackLimits *limiters
 	conns          *tokenConns
@@ -170,6 +174,7 @@ func New(o Options) http.Handler {
 		mux.Handle("GET /playground", playground.Handler("Switchboard", "/graphql"))
 	}
 	mux.HandleFunc("GET /oauth/callback", o.limitCallback(o.callback))
+	mux.HandleFunc("GET /oauth/start/{id}", o.limitCallback(o.start))
 	mux.HandleFunc("GET /healthz", o.healthz)
 	mux.HandleFunc("GET /readyz", o.readyz)
 	if o.Metrics != nil {

@@ -94,7 +94,7 @@ func (o Options) observe(next http.Handler) http.Handler {
 
 // routeOf maps a path to a bounded set of metric labels.
 func routeOf(path string) string {
-	for _, p := range []string{"/graphql", "/playground", "/oauth/callback", "/healthz", "/readyz", "/metrics", "/settings", "/sandbox", "/sync"} {
+	for _, p := range []string{"/graphql", "/playground", "/oauth/callback", "/oauth/start", "/healthz", "/readyz", "/metrics", "/settings", "/sandbox", "/sync"} {
 		if path == p || strings.HasPrefix(path, p+"/") {
 			return p
 		}

@@ -44,6 +44,7 @@ type Metrics struct {
 	httpSeconds     *prometheus.HistogramVec
 	refreshOutcomes *prometheus.CounterVec
 	limitRefusals   *prometheus.CounterVec
+	oauthRefusals   *prometheus.CounterVec
 }
 
 // New registers every collector on a registry of its own.
@@ -73,6 +74,11 @@ func New(src Sources) *Metrics {
 			Help: "Requests, operations and connections refused or cut by an abuse limit, by limit (docs/security-limits.md).",
 		}, []string{"limit"}),
 	}
+	m.oauthRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_oauth_refusals_total",
+		Help: "OAuth start links and callbacks refused though their state was genuine, by step (start, callback) and reason (not_this_browser, token_revoked, token_expired).",
+	}, []string{"step", "reason"})
+	m.registry.MustRegister(m.oauthRefusals)
 	m.registry.MustRegister(m.commitSeconds, m.httpRequests, m.httpSeconds, m.refreshOutcomes, m.limitRefusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gauge := func(name, help string, f func() float64) {
@@ -131,6 +137,12 @@ func (m *Metrics) Refused(limit string) {
 		return
 	}
 	m.limitRefusals.WithLabelValues(limit).Inc()
+}
+
+// ObserveOAuthRefusal records a refused OAuth start link or callback
+// (switchboard.Service.AuthRefused).
+func (m *Metrics) ObserveOAuthRefusal(step, reason string) {
+	m.oauthRefusals.WithLabelValues(step, reason).Inc()
 }
 
 func codeLabel(code int) string {

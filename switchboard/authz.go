@@ -160,8 +160,13 @@ type CreatedAPIToken struct {
 
 // CreateToken makes an API token. It needs the tokens:admin scope. A token
 // acts as a user with that user's role: admins may create tokens for any
-// user of the workspace, others only for themselves. A token never gets a
-// scope the viewer's token lacks.
+// user of the workspace, others only for themselves.
+//
+// A token never creates a token that holds a scope it lacks or outlives
+// it: asking for such a scope or a later expiresAt is EFORBIDDEN. Without
+// scopes the new token gets the default scopes the viewer's token holds;
+// without expiresAt it expires with the viewer's token (never, when the
+// viewer's token never expires).
 func (s *Service) CreateToken(ctx context.Context, in CreateTokenInput) (*CreatedAPIToken, error) {
 	p, err := RequirePrincipal(ctx)
 	if err != nil {
@@ -193,25 +198,72 @@ func (s *Service) CreateToken(ctx context.Context, in CreateTokenInput) (*Create
 		}
 		role = u.Role
 	}
-	scopes, err := normalizeScopes(in.Scopes)
+	scopes, err := childScopes(p, in.Scopes)
 	if err != nil {
 		return nil, err
 	}
-	for _, sc := range scopes {
-		if !p.HasScope(sc) {
-			return nil, Errorf(EFORBIDDEN, "A token cannot grant the %s scope, which it lacks itself.", sc)
-		}
+	expiresAt, err := childExpiry(p, in.ExpiresAt, s.now())
+	if err != nil {
+		return nil, err
 	}
-	if in.ExpiresAt != nil && !in.ExpiresAt.After(s.now()) {
-		return nil, &Error{Code: EINVALID, Field: "expiresAt", Message: "expiresAt must be in the future."}
-	}
-	t := &APIToken{WorkspaceID: p.WorkspaceID, UserID: userID, Name: strings.TrimSpace(in.Name), Role: role, Scopes: scopes, ExpiresAt: in.ExpiresAt}
+	t := &APIToken{WorkspaceID: p.WorkspaceID, UserID: userID, Name: strings.TrimSpace(in.Name), Role: role, Scopes: scopes, ExpiresAt: expiresAt}
 	secret, err := s.CreateAPIToken(ctx, t)
 	if err != nil {
 		return nil, err
 	}
 	s.audit(ctx, p, "createApiToken", t.ID, fmt.Sprintf("for user %s, role %s, scopes %s", t.UserID, t.Role, strings.Join(t.Scopes, " ")))
 	return &CreatedAPIToken{Token: t, Secret: secret}, nil
+}
+
+// childScopes returns the scopes of a token p creates: those asked for,
+// each of which p's token must hold, or without any, the default scopes
+// p's token holds.
+func childScopes(p *Principal, asked []string) ([]string, error) {
+	if len(asked) == 0 {
+		var out []string
+		for _, sc := range DefaultScopes {
+			if p.HasScope(sc) {
+				out = append(out, sc)
+			}
+		}
+		if len(out) == 0 {
+			return nil, &Error{Code: EFORBIDDEN, Field: "scopes", Message: fmt.Sprintf("This token holds none of the default scopes (%s); name the scopes the new token should have, among those this token holds (%s).",
+				strings.Join(DefaultScopes, ", "), strings.Join(p.EffectiveScopes(), ", "))}
+		}
+		return normalizeScopes(out)
+	}
+	scopes, err := normalizeScopes(asked)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range scopes {
+		if !p.HasScope(sc) {
+			return nil, &Error{Code: EFORBIDDEN, Field: "scopes", Message: fmt.Sprintf("A token cannot grant the %s scope, which it lacks itself; this token holds %s.", sc, strings.Join(p.EffectiveScopes(), ", "))}
+		}
+	}
+	return scopes, nil
+}
+
+// childExpiry returns the expiry of a token p creates: the one asked for,
+// which must be in the future and no later than p's token's, or without
+// one, p's token's (nil: never).
+func childExpiry(p *Principal, asked *time.Time, now time.Time) (*time.Time, error) {
+	if asked == nil {
+		if p.ExpiresAt == nil {
+			return nil, nil
+		}
+		t := p.ExpiresAt.UTC()
+		return &t, nil
+	}
+	if !asked.After(now) {
+		return nil, &Error{Code: EINVALID, Field: "expiresAt", Message: "expiresAt must be in the future."}
+	}
+	if p.ExpiresAt != nil && asked.After(*p.ExpiresAt) {
+		return nil, &Error{Code: EFORBIDDEN, Field: "expiresAt", Message: fmt.Sprintf("This token expires at %s, and a token cannot create one that outlives it: set expiresAt no later than that, or omit it to expire together.",
+			p.ExpiresAt.UTC().Format(time.RFC3339))}
+	}
+	t := asked.UTC()
+	return &t, nil
 }
 
 // normalizeScopes checks scopes and returns them sorted and deduplicated;

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"sync"
@@ -135,6 +136,7 @@ type model struct {
 
 type pendingAuth struct {
 	state   string
+	secret  string // the browser's cookie, from the start link
 	intent  sb.AuthIntent
 	gen     uint64
 	started time.Time
@@ -205,7 +207,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			if m.status == "" {
 				m.status = sb.StatusDisconnected
 			}
-			m.pending = append(m.pending, pendingAuth{stateOf(t, p.AuthorizationURL), sb.IntentConnect, m.gen, clk.Now()})
+			m.pending = append(m.pending, pendingOf(t, svc, p.AuthorizationURL, sb.IntentConnect, m.gen, clk.Now()))
 		case n < 30:
 			op = "reconnect"
 			if !m.exists {
@@ -219,7 +221,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			if err != nil {
 				t.Fatalf("step %d reconnect: %v", step, err)
 			}
-			m.pending = append(m.pending, pendingAuth{stateOf(t, p.AuthorizationURL), sb.IntentReconnect, m.gen, clk.Now()})
+			m.pending = append(m.pending, pendingOf(t, svc, p.AuthorizationURL, sb.IntentReconnect, m.gen, clk.Now()))
 		case n < 55:
 			op = "callback"
 			if len(m.pending) == 0 {
@@ -229,12 +231,12 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			pa := m.pending[i]
 			m.pending = slices.Delete(m.pending, i, i+1)
 			if clk.Now().Sub(pa.started) >= sb.DefaultStateTTL {
-				_, err := svc.CompleteAuthorization(ctx, sb.CallbackParams{State: pa.state, Code: "ada full"})
+				_, err := svc.CompleteAuthorization(ctx, sb.CallbackParams{State: pa.state, BrowserSecret: pa.secret, Code: "ada full"})
 				wantCode(t, step, op+" expired", err, sb.EINVALID)
 				break
 			}
 			if r.IntN(8) == 0 {
-				_, err := svc.CompleteAuthorization(ctx, sb.CallbackParams{State: pa.state, Error: "access_denied"})
+				_, err := svc.CompleteAuthorization(ctx, sb.CallbackParams{State: pa.state, BrowserSecret: pa.secret, Error: "access_denied"})
 				wantCode(t, step, op+" denied", err, sb.EINVALID)
 				break
 			}
@@ -243,7 +245,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			if r.IntN(5) == 0 {
 				scopes = "partial"
 			}
-			_, err := svc.CompleteAuthorization(ctx, sb.CallbackParams{State: pa.state, Code: acct + " " + scopes})
+			_, err := svc.CompleteAuthorization(ctx, sb.CallbackParams{State: pa.state, BrowserSecret: pa.secret, Code: acct + " " + scopes})
 			ok := pa.gen == m.gen && ((pa.intent == sb.IntentConnect) == (m.status == sb.StatusDisconnected))
 			if !ok {
 				wantCode(t, step, op+" stale", err, sb.ECONFLICT)
@@ -342,13 +344,15 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	}
 }
 
-func stateOf(t *testing.T, authURL string) string {
+// pendingOf opens the start link authURL as the browser would and returns
+// the flow as the callback will see it: its state and the browser's cookie.
+func pendingOf(t *testing.T, svc *sb.Service, authURL string, intent sb.AuthIntent, gen uint64, now time.Time) pendingAuth {
 	t.Helper()
-	u, err := url.Parse(authURL)
+	st, err := svc.BeginAuthorization(context.Background(), path.Base(authURL))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("start link %s: %v", authURL, err)
 	}
-	return u.Query().Get("state")
+	return pendingAuth{st.State, st.BrowserSecret, intent, gen, now}
 }
 
 func wantCode(t *testing.T, step int, op string, err error, code string) {

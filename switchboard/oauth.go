@@ -2,6 +2,9 @@ package switchboard
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"fmt"
 	"time"
 )
 
@@ -58,4 +61,117 @@ type ProviderFailure interface {
 	OAuthCode() string
 	// RetryAfter is the provider's Retry-After, or 0.
 	RetryAfter() time.Duration
+}
+
+// Why a start link or a callback with a genuine state is refused (metric
+// and log labels; the person sees the error's message).
+const (
+	// RefusedNotThisBrowser: the callback lacks the cookie the start link
+	// set, or carries another value: it did not come from the browser that
+	// started the flow.
+	RefusedNotThisBrowser = "not_this_browser"
+	// RefusedTokenRevoked: the API token that started the flow was revoked
+	// or deleted since.
+	RefusedTokenRevoked = "token_revoked"
+	// RefusedTokenExpired: the API token that started the flow expired.
+	RefusedTokenExpired = "token_expired"
+)
+
+// errNotThisBrowser is the refusal of a callback that did not come from
+// the browser that opened the start link.
+var errNotThisBrowser = Errorf(EFORBIDDEN, "This sign-in was not started in this browser, so it cannot finish here. Nothing changed. Open the sign-in link from the settings page (or the one your automation handed you) in this browser, and sign in again.")
+
+// browserBound reports whether secret is the one the state's start link put
+// in the browser, in constant time. A state without a binding (stored
+// before start links existed) is never bound.
+func browserBound(st *AuthState, secret string) bool {
+	if len(st.BrowserBinding) != sha256.Size || secret == "" {
+		return false
+	}
+	h := sha256.Sum256([]byte(secret))
+	return subtle.ConstantTimeCompare(h[:], st.BrowserBinding) == 1
+}
+
+func (s *Service) startURL(id string) string {
+	if s.StartURL != nil {
+		return s.StartURL(id)
+	}
+	return "/oauth/start/" + id
+}
+
+// BeginAuthorization opens a start link: it returns what the browser needs
+// to continue (the provider's URL and the secret to keep in a cookie), or
+// an error for the person at the browser. The link works until its flow
+// completes or expires, so a person may open it again (and link previews
+// that fetch it spoil nothing); it is refused once the API token that
+// started the flow is revoked or expired.
+func (s *Service) BeginAuthorization(ctx context.Context, id string) (*AuthStart, error) {
+	if id == "" || len(id) > 100 {
+		return nil, Errorf(EINVALID, "This sign-in link is unknown or was already used. Start again from the settings page.")
+	}
+	start, err := s.Store.FindAuthStart(ctx, id)
+	if ErrorCode(err) == ENOTFOUND {
+		return nil, Errorf(EINVALID, "This sign-in link is unknown or was already used. Start again from the settings page.")
+	} else if err != nil {
+		return nil, fmt.Errorf("start authorization: %w", err)
+	}
+	now := s.now()
+	if !now.Before(start.ExpiresAt) {
+		return nil, Errorf(EINVALID, "This sign-in link expired (links last %s). Start again from the settings page.", s.stateTTL())
+	}
+	if err := s.checkStarter(ctx, "start", &Principal{WorkspaceID: start.WorkspaceID, TokenID: start.TokenID}, start.IntegrationID, now); err != nil {
+		return nil, err
+	}
+	return start, nil
+}
+
+// checkStarter refuses a flow whose API token has been revoked, deleted or
+// has expired since it started it. Flows started in-process (no token)
+// have nothing to check.
+func (s *Service) checkStarter(ctx context.Context, step string, who *Principal, integrationID string, now time.Time) error {
+	if who.TokenID == "" {
+		return nil
+	}
+	t, err := s.Store.FindAPITokenByID(ctx, who.WorkspaceID, who.TokenID)
+	reason := ""
+	switch {
+	case ErrorCode(err) == ENOTFOUND || err == nil && t.RevokedAt != nil:
+		reason = RefusedTokenRevoked
+	case err != nil:
+		return fmt.Errorf("%s: %w", step, err)
+	case t.ExpiresAt != nil && !now.Before(*t.ExpiresAt):
+		reason = RefusedTokenExpired
+	default:
+		return nil
+	}
+	s.refuse(ctx, step, reason, who, integrationID, false)
+	what := "was revoked"
+	if reason == RefusedTokenExpired {
+		what = "has expired"
+	}
+	return Errorf(EFORBIDDEN, "The API token that started this sign-in %s, and the sign-in ended with it. Nothing changed. Start again with a current token.", what)
+}
+
+// refuse records a refused start link or callback: a log line, the metric
+// and, when the flow ended with it (its token is gone), an audit entry in
+// the flow's workspace. A callback refused for lacking the browser's cookie
+// is not audited: the flow is still pending, and anyone holding a callback
+// URL could otherwise fill the workspace's bounded audit log.
+func (s *Service) refuse(ctx context.Context, step, reason string, who *Principal, integrationID string, hadCookie bool) {
+	args := []any{"step", step, "reason", reason, "workspace", who.WorkspaceID, "integration", integrationID, "token", who.TokenID}
+	if reason == RefusedNotThisBrowser {
+		args = append(args, "cookie", hadCookie)
+	}
+	s.logger().Warn("oauth flow refused", args...)
+	if s.AuthRefused != nil {
+		s.AuthRefused(step, reason)
+	}
+	if reason != RefusedNotThisBrowser && step == "callback" {
+		s.audit(ctx, who, "oauthCallbackRefused", integrationID, reason)
+	}
+}
+
+// starter is who started the authorization, for checks and the audit log.
+func (st *AuthState) starter() *Principal {
+	return &Principal{WorkspaceID: st.WorkspaceID, UserID: st.UserID, TokenID: st.TokenID, Role: st.Role}
 }

@@ -344,7 +344,8 @@ func runRefresherModel(t *testing.T, seed uint64, life time.Duration, steps int)
 			t.Fatalf("step %d %s: start authorization: %v", step, c.ws, err)
 		}
 		acct := accounts[rng.IntN(len(accounts))]
-		res, err := g.svc.CompleteAuthorization(ctx, sb.CallbackParams{State: stateOf(t, payload.AuthorizationURL), Code: c.ws + " " + acct})
+		pa := pendingOf(t, g.svc, payload.AuthorizationURL, "", 0, clk.Now())
+		res, err := g.svc.CompleteAuthorization(ctx, sb.CallbackParams{State: pa.state, BrowserSecret: pa.secret, Code: c.ws + " " + acct})
 		if err != nil {
 			t.Fatalf("step %d %s: callback: %v", step, c.ws, err)
 		}
@@ -580,7 +581,8 @@ func TestShortLivedTokensRefreshEveryGapAndWarnOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.svc.CompleteAuthorization(ctx, sb.CallbackParams{State: stateOf(t, p.AuthorizationURL), Code: "ws1 ada"}); err != nil {
+	pa := pendingOf(t, g.svc, p.AuthorizationURL, "", 0, clk.Now())
+	if _, err := g.svc.CompleteAuthorization(ctx, sb.CallbackParams{State: pa.state, BrowserSecret: pa.secret, Code: "ws1 ada"}); err != nil {
 		t.Fatal(err)
 	}
 	// Three simulated minutes, looking at the schedule every 100 ms.

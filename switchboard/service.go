@@ -41,6 +41,14 @@ type Service struct {
 	// TokensRevoked, when set, is told about API tokens that were revoked
 	// or deleted, so that connections opened with them can be closed.
 	TokensRevoked func(ids []string)
+	// StartURL returns the absolute URL of the gateway's start link with
+	// the given ID (authorizationUrl): /oauth/start/<id> under the public
+	// URL. Nil gives the path alone.
+	StartURL func(id string) string
+	// AuthRefused, when set, counts a start link or a callback refused
+	// though its state was genuine (step "start" or "callback", reason one
+	// of the Refused* constants).
+	AuthRefused func(step, reason string)
 
 	touchMu sync.Mutex
 	touched map[string]time.Time // token ID → last recorded use
@@ -460,32 +468,49 @@ func (s *Service) checkReturnTo(returnTo string) error {
 	return nil
 }
 
+// startAuthorization stores a pending authorization and returns its start
+// link (see AuthStart): the provider's URL is only reached through it, so
+// the callback can tell the browser that started the flow from any other.
 func (s *Service) startAuthorization(ctx context.Context, p *Principal, cur *Integration, pv *Provider, intent AuthIntent, returnTo, loginHint string) (*AuthorizationPayload, error) {
 	state := randomToken(32)
-	url, verifier, err := s.OAuth.AuthCodeURL(pv.ID, state, loginHint)
+	providerURL, verifier, err := s.OAuth.AuthCodeURL(pv.ID, state, loginHint)
 	if err != nil {
 		return nil, fmt.Errorf("authorize %s: %w", pv.ID, err)
 	}
+	startID, secret := randomToken(24), randomToken(32)
+	binding := sha256.Sum256([]byte(secret))
 	now := s.now()
 	st := &AuthState{
+		State:          state,
+		WorkspaceID:    p.WorkspaceID,
+		IntegrationID:  cur.ID,
+		ProviderID:     pv.ID,
+		UserID:         p.UserID,
+		TokenID:        p.TokenID,
+		Role:           p.Role,
+		Intent:         intent,
+		Generation:     cur.Generation,
+		CodeVerifier:   verifier,
+		ReturnTo:       returnTo,
+		CreatedAt:      now,
+		ExpiresAt:      now.Add(s.stateTTL()),
+		StartID:        startID,
+		BrowserBinding: binding[:],
+	}
+	st.Start = &AuthStart{
+		ID:            startID,
 		State:         state,
+		ProviderURL:   providerURL,
+		BrowserSecret: secret,
 		WorkspaceID:   p.WorkspaceID,
 		IntegrationID: cur.ID,
-		ProviderID:    pv.ID,
-		UserID:        p.UserID,
 		TokenID:       p.TokenID,
-		Role:          p.Role,
-		Intent:        intent,
-		Generation:    cur.Generation,
-		CodeVerifier:  verifier,
-		ReturnTo:      returnTo,
-		CreatedAt:     now,
-		ExpiresAt:     now.Add(s.stateTTL()),
+		ExpiresAt:     st.ExpiresAt,
 	}
 	if err := s.Store.PutAuthState(ctx, st); err != nil {
 		return nil, fmt.Errorf("authorize %s: %w", pv.ID, err)
 	}
-	return &AuthorizationPayload{AuthorizationURL: url, ExpiresAt: st.ExpiresAt, Integration: cur}, nil
+	return &AuthorizationPayload{AuthorizationURL: s.startURL(startID), ExpiresAt: st.ExpiresAt, Integration: cur}, nil
 }
 
 // CallbackParams are the query parameters a provider sends the browser
@@ -495,6 +520,9 @@ type CallbackParams struct {
 	Code             string
 	Error            string
 	ErrorDescription string
+	// BrowserSecret is the value of the cookie the start link set in the
+	// browser ("" when the request carried none).
+	BrowserSecret string
 }
 
 // CallbackResult is a completed authorization.
@@ -509,13 +537,32 @@ type CallbackResult struct {
 // failure the integration is left exactly as it was and the error says, in
 // words for the person at the browser, what happened. The result's
 // ReturnTo, when not empty, was checked when the flow started.
+//
+// The callback must come from the browser that opened the start link
+// (cp.BrowserSecret); without it the callback is refused with EFORBIDDEN
+// and the state stays pending, so whoever replays a callback URL can
+// neither complete nor spoil the flow. An expired state is consumed
+// whoever presents it: it can never succeed. The flow is also refused
+// (EFORBIDDEN, state consumed) when the API token that started it has
+// been revoked, deleted or has expired since.
 func (s *Service) CompleteAuthorization(ctx context.Context, cp CallbackParams) (*CallbackResult, error) {
 	if cp.State == "" {
 		return nil, Errorf(EINVALID, "The provider sent the browser back without a state parameter. Start again from the settings page.")
 	}
-	st, err := s.Store.TakeAuthState(ctx, cp.State)
+	now := s.now()
+	var unbound *AuthState
+	st, err := s.Store.TakeAuthState(ctx, cp.State, func(st *AuthState) error {
+		if now.Before(st.ExpiresAt) && !browserBound(st, cp.BrowserSecret) {
+			unbound = st
+			return errNotThisBrowser
+		}
+		return nil
+	})
 	if ErrorCode(err) == ENOTFOUND {
 		return nil, Errorf(EINVALID, "This sign-in link is unknown or was already used. Start again from the settings page.")
+	} else if errors.Is(err, errNotThisBrowser) && unbound != nil {
+		s.refuse(ctx, "callback", RefusedNotThisBrowser, unbound.starter(), unbound.IntegrationID, cp.BrowserSecret != "")
+		return nil, errNotThisBrowser
 	} else if err != nil {
 		return nil, fmt.Errorf("callback: %w", err)
 	}
@@ -523,8 +570,11 @@ func (s *Service) CompleteAuthorization(ctx context.Context, cp CallbackParams) 
 	if err != nil {
 		return nil, err
 	}
-	if !s.now().Before(st.ExpiresAt) {
+	if !now.Before(st.ExpiresAt) {
 		return nil, Errorf(EINVALID, "Signing in to %s took longer than %s. Start again from the settings page.", pv.Name, s.stateTTL())
+	}
+	if err := s.checkStarter(ctx, "callback", st.starter(), st.IntegrationID, now); err != nil {
+		return nil, err
 	}
 	if cp.Error != "" {
 		if cp.Error == "access_denied" {
@@ -554,7 +604,7 @@ func (s *Service) CompleteAuthorization(ctx context.Context, cp CallbackParams) 
 			return nil, err
 		}
 	}
-	now := s.now()
+	now = s.now()
 	missing := MissingScopes(pv.Scopes, grant.GrantedScopes)
 	tokens := grant.Tokens
 	ev, err := s.commit(ctx, Change{
@@ -577,7 +627,7 @@ func (s *Service) CompleteAuthorization(ctx context.Context, cp CallbackParams) 
 		}
 		return nil, err
 	}
-	s.audit(ctx, &Principal{WorkspaceID: st.WorkspaceID, UserID: st.UserID, TokenID: st.TokenID, Role: st.Role}, "oauthCallback", st.IntegrationID,
+	s.audit(ctx, st.starter(), "oauthCallback", st.IntegrationID,
 		fmt.Sprintf("%s as %s, generation %d, revision %d", ev.Kind, accountLabel(grant.Account), ev.Integration.Generation, ev.Revision))
 	return &CallbackResult{Integration: ev.Integration, Event: ev, Provider: pv, ReturnTo: st.ReturnTo}, nil
 }

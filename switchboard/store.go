@@ -53,6 +53,35 @@ type AuthState struct {
 	ReturnTo     string
 	CreatedAt    time.Time
 	ExpiresAt    time.Time
+	// StartID is the ID of the start link that sets the browser's cookie
+	// (AuthStart); taking the state deletes the link too.
+	StartID string
+	// BrowserBinding is the SHA-256 of the secret the start link puts in
+	// the browser's cookie. The callback must present that secret: a
+	// callback URL replayed by another client, which lacks the cookie, is
+	// refused without consuming the state.
+	BrowserBinding []byte
+	// Start, when set, is stored by PutAuthState in the same transaction.
+	Start *AuthStart `json:"-"`
+}
+
+// AuthStart is the gateway's start link for a pending authorization: what
+// authorizationUrl points at. Opening it sets a short-lived cookie holding
+// BrowserSecret in that browser, then sends it to ProviderURL. It lives as
+// long as its state and no longer: once the state is taken or expires, the
+// link is dead.
+type AuthStart struct {
+	ID          string
+	State       string
+	ProviderURL string // the provider's authorization URL (state, PKCE challenge)
+	// BrowserSecret is the cookie's value; its SHA-256 is the state's
+	// BrowserBinding. Secret.
+	BrowserSecret string
+	WorkspaceID   string
+	IntegrationID string
+	// TokenID is the API token that started the flow; the flow dies with it.
+	TokenID   string
+	ExpiresAt time.Time
 }
 
 // TeardownJob revokes and deletes the credentials of one generation after a
@@ -166,14 +195,24 @@ type Store interface {
 	// clears the generation's RefreshState, in the same transaction.
 	PutTokens(ctx context.Context, workspaceID, integrationID string, generation, replaces uint64, t *TokenSet) error
 
-	// PutAuthState stores a pending authorization.
+	// PutAuthState stores a pending authorization, and its start link
+	// (s.Start) when set, in one transaction.
 	PutAuthState(ctx context.Context, s *AuthState) error
 	// TakeAuthState returns and deletes the pending authorization, in one
 	// transaction, so a state can be used once. Unknown or already used
 	// states return ENOTFOUND. Expired ones are returned (and deleted) so
-	// the caller can say they expired.
-	TakeAuthState(ctx context.Context, state string) (*AuthState, error)
-	// DeleteExpiredAuthStates removes states that expired before now.
+	// the caller can say they expired. accept, when not nil, runs inside
+	// the transaction on the stored state: when it returns an error,
+	// nothing is deleted and TakeAuthState returns that error (with a nil
+	// state), so a callback that may not use the state cannot burn it.
+	// Taking a state also deletes its start link.
+	TakeAuthState(ctx context.Context, state string, accept func(*AuthState) error) (*AuthState, error)
+	// FindAuthStart returns a start link by ID, or ENOTFOUND when it is
+	// unknown or its state was already taken. Expired links are returned
+	// so the caller can say they expired.
+	FindAuthStart(ctx context.Context, id string) (*AuthStart, error)
+	// DeleteExpiredAuthStates removes states and start links that expired
+	// before now.
 	DeleteExpiredAuthStates(ctx context.Context, now time.Time) (int, error)
 
 	// DueTeardowns returns up to limit queued teardown jobs due at now.
