@@ -331,8 +331,8 @@ func TestLoadConfiguredNeverCreatesAKey(t *testing.T) {
 	t.Setenv(seal.EnvVar, "")
 	dir := t.TempDir()
 	kr, from, err := seal.LoadConfigured(dir)
-	if kr != nil || err != nil {
-		t.Fatalf("got %v, %v; want no keyring and no error", kr, err)
+	if kr != nil || from != "" || err != nil {
+		t.Fatalf("got %v from %q, %v; want no keyring and no error", kr, from, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, seal.KeyFileName)); !os.IsNotExist(err) {
 		t.Fatalf("got %v; want no key file created", err)
