@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bont/switchboard/bolt"
@@ -173,4 +179,168 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// maxRekeyBatch bounds -batch: one batch holds the write lock of a live
+// gateway while it runs.
+const maxRekeyBatch = 10000
+
+const rekeyUsage = `usage: switchboard rekey [-data DIR] [-batch N]
+
+Re-seals every stored secret (OAuth tokens of every generation, idempotency
+records) under the current key, the first of SWITCHBOARD_SECRET_KEY, and
+reports how many secrets each key id seals before and after. Through the
+running gateway if there is one (its keys), else on the stopped data file
+(this command's keys). It works in batches and can be stopped and run
+again; once nothing uses an old key, the data file stops asking for it and
+the key can be removed from SWITCHBOARD_SECRET_KEY.
+`
+
+// runRekey is `switchboard rekey`.
+func runRekey(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("switchboard rekey", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "data", "data directory")
+	batch := fs.Int("batch", bolt.DefaultRekeyBatch, fmt.Sprintf("secrets re-sealed per write transaction (1 to %d)", maxRekeyBatch))
+	fs.Usage = func() { fmt.Fprint(stderr, rekeyUsage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 || *batch <= 0 || *batch > maxRekeyBatch {
+		fs.Usage()
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	progress := func(p bolt.RekeyProgress) {
+		fmt.Fprintf(stderr, "batch %d: %d secrets visited, %d re-sealed\n", p.Batches, p.Visited, p.Resealed)
+	}
+	var (
+		rep *bolt.RekeyReport
+		how string
+		err error
+	)
+	if c := adminClient(*data); c != nil {
+		how = "through the running gateway"
+		rep, err = rekeyThrough(ctx, c, *batch, progress)
+	} else {
+		how = "on the stopped data file"
+		rep, err = rekeyFile(ctx, *data, *batch, progress)
+	}
+	if rep != nil {
+		printRekeyReport(stdout, rep, how)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "switchboard rekey:", err)
+		if rep != nil && rep.Batches > 0 {
+			fmt.Fprintln(stderr, "switchboard rekey: what was re-sealed stays so; run the command again to finish")
+		}
+		return 1
+	}
+	if rep.UnopenableCount > 0 {
+		return 1
+	}
+	return 0
+}
+
+func rekeyFile(ctx context.Context, dataDir string, batch int, progress func(bolt.RekeyProgress)) (*bolt.RekeyReport, error) {
+	kr, _, err := seal.LoadConfigured(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if kr == nil {
+		return nil, fmt.Errorf("no key configured: set %s to the new key followed by the old ones (%s=new-id:new-key,old-id:old-key)", seal.EnvVar, seal.EnvVar)
+	}
+	path := filepath.Join(dataDir, "switchboard.db")
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("no data file: %w", err)
+	}
+	store, err := bolt.Open(path, bolt.Options{Keyring: kr})
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	return store.Rekey(ctx, bolt.RekeyOptions{BatchSize: batch, Progress: progress})
+}
+
+func rekeyThrough(ctx context.Context, c *http.Client, batch int, progress func(bolt.RekeyProgress)) (*bolt.RekeyReport, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://switchboard/rekey?batch="+strconv.Itoa(batch), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return nil, fmt.Errorf("gateway answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var l rekeyLine
+		if err := dec.Decode(&l); err != nil {
+			if err == io.EOF {
+				err = errors.New("the gateway ended the answer without a report")
+			}
+			return nil, err
+		}
+		switch {
+		case l.Progress != nil:
+			progress(*l.Progress)
+		case l.Report != nil && l.Error != "":
+			return l.Report, errors.New(l.Error)
+		case l.Report != nil:
+			return l.Report, nil
+		}
+	}
+}
+
+func printRekeyReport(w io.Writer, rep *bolt.RekeyReport, how string) {
+	fmt.Fprintf(w, "rekey %s: %d secrets re-sealed under key %s in %d batches\n", how, rep.Resealed, rep.CurrentKey, rep.Batches)
+	if rep.Before != nil {
+		fmt.Fprintln(w, "before:")
+		printKeyUsage(w, rep.Before, rep.CurrentKey)
+	}
+	if rep.After == nil {
+		return
+	}
+	fmt.Fprintln(w, "after:")
+	printKeyUsage(w, rep.After, rep.CurrentKey)
+	for _, ref := range rep.Unopenable {
+		fmt.Fprintln(w, "not re-sealed:", ref)
+	}
+	if n := rep.UnopenableCount - len(rep.Unopenable); n > 0 {
+		fmt.Fprintf(w, "not re-sealed: %d more\n", n)
+	}
+	for _, id := range rep.Retired {
+		fmt.Fprintf(w, "key %s seals nothing any more: the data file no longer needs it; remove it from %s (keep it with any backup taken before now)\n", id, seal.EnvVar)
+	}
+	for _, id := range rep.After.IDs() {
+		if id != rep.CurrentKey && id != "" {
+			fmt.Fprintf(w, "key %s is still in use (%s); run rekey again later\n", id, rep.After[id])
+		}
+	}
+}
+
+// printKeyUsage prints one line per key id in use.
+func printKeyUsage(w io.Writer, u bolt.KeyUsage, current string) {
+	ids := u.IDs()
+	if len(ids) == 0 {
+		fmt.Fprintln(w, "  no secrets stored")
+	}
+	for _, id := range ids {
+		name := "key " + id
+		switch {
+		case id == "":
+			name = "no key id (malformed)"
+		case id == current:
+			name += " (current)"
+		}
+		fmt.Fprintf(w, "  %s: %s\n", name, u[id])
+	}
 }

@@ -45,6 +45,8 @@ func main() {
 			os.Exit(runBackup(os.Args[2:], os.Stdout, os.Stderr))
 		case "check":
 			os.Exit(runCheck(os.Args[2:], os.Stdout, os.Stderr))
+		case "rekey":
+			os.Exit(runRekey(os.Args[2:], os.Stdout, os.Stderr))
 		case "token":
 			os.Exit(runCLI(os.Args[1:], os.Stdout, os.Stderr))
 		}

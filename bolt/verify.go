@@ -2,11 +2,14 @@ package bolt
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/bont/switchboard/seal"
 	"github.com/bont/switchboard/switchboard"
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -190,4 +193,137 @@ func normal(in *switchboard.Integration) *switchboard.Integration {
 	c := in.Clone()
 	c.UpdatedAt, c.CreatedAt = time.Time{}, time.Time{}
 	return c
+}
+
+// SecretsReport says which key seals each stored secret and names those
+// the keys in question do not open. It never holds a secret.
+type SecretsReport struct {
+	// CurrentKey is the key new secrets are sealed with.
+	CurrentKey string   `json:"currentKey"`
+	Usage      KeyUsage `json:"usage"`
+	// Unopenable names up to 1000 secrets the keys do not open;
+	// UnopenableCount is exact.
+	Unopenable      []SecretRef `json:"unopenable,omitempty"`
+	UnopenableCount int         `json:"unopenableCount"`
+	// KeyChecks holds the file's key checks (a constant sealed with each
+	// key id in use, no secret), so that a caller holding keys can tell
+	// whether they are the file's keys: see KeyCheckOpens.
+	KeyChecks map[string][]byte `json:"keyChecks,omitempty"`
+}
+
+// OK reports whether the keys open every secret.
+func (r *SecretsReport) OK() bool { return r.UnopenableCount == 0 }
+
+// CheckSecrets opens every stored secret with the store's keyring,
+// counting on only the keys whose ids are in keyIDs (all of the keyring's
+// when keyIDs is nil): the secrets it names are those a gateway started
+// with just those keys could not open. A pending OAuth state cannot be
+// opened without its state parameter; it counts as openable when its key id
+// is among them. Reads run in bounded transactions, beside live writers.
+func (s *Store) CheckSecrets(ctx context.Context, keyIDs []string) (*SecretsReport, error) {
+	usable := func(id string) bool { return s.keyring.Has(id) }
+	if keyIDs != nil {
+		usable = func(id string) bool { return s.keyring.Has(id) && slices.Contains(keyIDs, id) }
+	}
+	rep, err := checkSecrets(ctx, s.db, s.keyring, usable, s.now())
+	if err != nil {
+		return nil, wrap(err, "check secrets")
+	}
+	rep.CurrentKey = s.keyring.CurrentID()
+	if rep.KeyChecks, err = s.keyChecks(); err != nil {
+		return nil, wrap(err, "check secrets")
+	}
+	return rep, nil
+}
+
+func (s *Store) keyChecks() (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bMeta).Bucket(bKeyChecks).ForEach(func(k, v []byte) error {
+			out[string(k)] = bytes.Clone(v)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// KeyCheckOpens reports whether kr holds the key that sealed check, a key
+// check of key id id (from SecretsReport.KeyChecks).
+func KeyCheckOpens(kr *seal.Keyring, id string, check []byte) bool {
+	if envID, err := seal.KeyID(check); err != nil || envID != id {
+		return false
+	}
+	pt, err := kr.Open(check, keyCheckAD(id))
+	return err == nil && bytes.Equal(pt, keyCheckPlaintext)
+}
+
+// CheckSecretsFile is CheckSecrets on a data file that no process holds
+// open (a stopped gateway's, or a backup), with the keys of kr: it opens
+// the file read-only, so it works with keys Open would refuse. A key of kr
+// whose id has a key check in the file that it does not open counts as
+// absent.
+func CheckSecretsFile(ctx context.Context, path string, kr *seal.Keyring) (*SecretsReport, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			return nil, fmt.Errorf("data file %s is in use by another switchboard process; check through it (switchboard check -data DIR) or stop it", path)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	good := map[string]bool{}
+	err = db.View(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if meta == nil {
+			return fmt.Errorf("%s is not a switchboard data file (no meta bucket)", path)
+		}
+		checks := meta.Bucket(bKeyChecks)
+		for _, id := range kr.IDs() {
+			v := checks.Get([]byte(id))
+			good[id] = v == nil || KeyCheckOpens(kr, id, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep, err := checkSecrets(ctx, db, kr, func(id string) bool { return good[id] }, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("check secrets in %s: %w", path, err)
+	}
+	rep.CurrentKey = kr.CurrentID()
+	return rep, nil
+}
+
+func checkSecrets(ctx context.Context, db *bbolt.DB, kr *seal.Keyring, usable func(string) bool, now time.Time) (*SecretsReport, error) {
+	rep := &SecretsReport{Usage: KeyUsage{}}
+	err := scanAll(ctx, db, now, func(it *sealedItem) {
+		ok := it.keyID()
+		rep.Usage.add(it)
+		switch {
+		case !ok:
+		case !usable(it.ref.KeyID):
+			it.ref.Reason = fmt.Sprintf("no configured key opens key id %q", it.ref.KeyID)
+		case it.ad == nil:
+			return // an OAuth state under a usable key
+		default:
+			pt, err := kr.Open(it.env, it.ad)
+			if err == nil {
+				clear(pt)
+				return
+			}
+			it.ref.Reason = openReason(err, it.ref.KeyID)
+		}
+		if it.ref.Reason == "" {
+			it.ref.Reason = "malformed value"
+		}
+		rep.UnopenableCount++
+		if len(rep.Unopenable) < maxNamed {
+			rep.Unopenable = append(rep.Unopenable, it.ref)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rep, nil
 }

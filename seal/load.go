@@ -35,6 +35,31 @@ func Load(dataDir string, dev bool) (*Keyring, error) {
 	return loadKeyFile(filepath.Join(dataDir, KeyFileName))
 }
 
+// LoadConfigured returns the keyring an operator has configured for
+// dataDir: SWITCHBOARD_SECRET_KEY, else an existing <dataDir>/secret.key.
+// Unlike Load it never creates a key, so a command that only reads (or
+// re-seals) stored secrets cannot leave a fresh key behind that the gateway
+// would then refuse to start with. It returns nil and no error when neither
+// is there; from says where the keys came from.
+func LoadConfigured(dataDir string) (kr *Keyring, from string, err error) {
+	if v := strings.TrimSpace(os.Getenv(EnvVar)); v != "" {
+		kr, err := ParseKeys(v)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", EnvVar, err)
+		}
+		return kr, EnvVar, nil
+	}
+	path := filepath.Join(dataDir, KeyFileName)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, "", nil
+	}
+	kr, err = readKeyFile(path)
+	if err != nil {
+		return nil, "", err
+	}
+	return kr, path, nil
+}
+
 // ParseKeys parses the SWITCHBOARD_SECRET_KEY format (see the package
 // documentation). Errors name the entry by position and id, never its key.
 func ParseKeys(s string) (*Keyring, error) {

@@ -17,6 +17,10 @@
 //
 //	SWITCHBOARD_SECRET_KEY=k2:<new key>,k1:<old key>
 //
+// Data sealed with k1 stays so until it is written again; `switchboard
+// rekey` re-seals all of it under k2, after which k1 can be dropped (see
+// docs/security-keys.md).
+//
 // A key can be generated with `openssl rand -base64 32`.
 //
 // Without the variable, dev mode generates a key once into

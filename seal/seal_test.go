@@ -326,3 +326,28 @@ func TestLoadDevConcurrentFirstStarts(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadConfiguredNeverCreatesAKey(t *testing.T) {
+	t.Setenv(seal.EnvVar, "")
+	dir := t.TempDir()
+	kr, from, err := seal.LoadConfigured(dir)
+	if kr != nil || from != "" || err != nil {
+		t.Fatalf("got %v from %q, %v; want no keyring and no error", kr, from, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, seal.KeyFileName)); !os.IsNotExist(err) {
+		t.Fatalf("got %v; want no key file created", err)
+	}
+	created, err := seal.Load(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, from, err = seal.LoadConfigured(dir)
+	if err != nil || kr == nil || kr.CurrentID() != created.CurrentID() || from != filepath.Join(dir, seal.KeyFileName) {
+		t.Fatalf("got %v from %q, %v; want the dev key file's keyring", kr, from, err)
+	}
+	key, _ := seal.NewRandomKey()
+	t.Setenv(seal.EnvVar, seal.FormatKey("envkey", key))
+	if kr, from, err = seal.LoadConfigured(dir); err != nil || kr.CurrentID() != "envkey" || from != seal.EnvVar {
+		t.Fatalf("got %v from %q, %v; want the environment's keyring", kr, from, err)
+	}
+}
