@@ -115,6 +115,8 @@ type Config struct {
 	// client IP on /oauth/callback; negative disables.
 	TokenRate, CallbackRate   float64
 	TokenBurst, CallbackBurst int
+	// GraphQL document limits (httpapi.Options); zero means the default.
+	MaxFields, MaxSelectionFields, MaxMerges int
 }
 
 // Main is the running program: it opens the store, wires the services and
@@ -184,6 +186,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.Config.ReplayHistoryEvents, "replay-history-events", m.Config.ReplayHistoryEvents, "recent events kept in memory, over all workspaces, to replay resuming subscribers without reading the changelog (0: default 50000; negative: none)")
 	fs.Int64Var(&m.Config.ReplayHistoryBytes, "replay-history-bytes", m.Config.ReplayHistoryBytes, "bound on the estimated memory of those events, in bytes (0: default 32 MiB; negative: none)")
 	fs.BoolVar(&m.Config.ExecutorEvents, "executor-events", m.Config.ExecutorEvents, "render every subscription event with gqlgen's executor instead of the compiled renderer of integrationEvents (for comparison)")
+	fs.IntVar(&m.Config.MaxFields, "max-fields", m.Config.MaxFields, "fields a GraphQL document may hold with its fragments resolved, over all its operations and fragments (0: default 2000)")
+	fs.IntVar(&m.Config.MaxSelectionFields, "max-selection-fields", m.Config.MaxSelectionFields, "fields one selection set may hold with its fragments resolved and same-named fields merged (0: default 500)")
+	fs.IntVar(&m.Config.MaxMerges, "max-merges", m.Config.MaxMerges, "pairs of same-named fields, or of fragments, spread at one place that validation may have to compare, over a document (0: default 5000)")
 	fs.DurationVar(&m.Config.RefreshFailureWindow, "failure-window", m.Config.RefreshFailureWindow, "how long a provider may fail token refreshes before the badge turns Error (default 15m)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -364,6 +369,9 @@ func (m *Main) Run(ctx context.Context) error {
 		WebsocketInitTimeout: cfg.WebsocketInitTimeout,
 		StockWebsocket:       cfg.StockWebsocket,
 		ExecutorEvents:       cfg.ExecutorEvents,
+		MaxFields:            cfg.MaxFields,
+		MaxSelectionFields:   cfg.MaxSelectionFields,
+		MaxMerges:            cfg.MaxMerges,
 		Renders:              &m.renders,
 	}
 	opts.WrapWebsocket = m.ws.Middleware

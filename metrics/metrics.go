@@ -38,6 +38,7 @@ type Metrics struct {
 	httpRequests    *prometheus.CounterVec
 	httpSeconds     *prometheus.HistogramVec
 	refreshOutcomes *prometheus.CounterVec
+	limitRefusals   *prometheus.CounterVec
 }
 
 // New registers every collector on a registry of its own.
@@ -62,8 +63,12 @@ func New(src Sources) *Metrics {
 			Name: "switchboard_token_refreshes_total",
 			Help: "Token refreshes by provider and outcome class (ok, revoked, transient, ...).",
 		}, []string{"provider", "class"}),
+		limitRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_graphql_limit_refusals_total",
+			Help: "GraphQL documents refused before they ran, by limit (fields, selectionFields, depth, complexity, introspection, work).",
+		}, []string{"limit"}),
 	}
-	m.registry.MustRegister(m.commitSeconds, m.httpRequests, m.httpSeconds, m.refreshOutcomes,
+	m.registry.MustRegister(m.commitSeconds, m.httpRequests, m.httpSeconds, m.refreshOutcomes, m.limitRefusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gauge := func(name, help string, f func() float64) {
 		if f != nil {
@@ -110,6 +115,11 @@ func (m *Metrics) ObserveHTTP(route string, code int, d time.Duration) {
 // ObserveRefresh records a token refresh outcome.
 func (m *Metrics) ObserveRefresh(provider, class string) {
 	m.refreshOutcomes.WithLabelValues(provider, class).Inc()
+}
+
+// ObserveLimitRefusal records a GraphQL document refused by a limit.
+func (m *Metrics) ObserveLimitRefusal(limit string) {
+	m.limitRefusals.WithLabelValues(limit).Inc()
 }
 
 func codeLabel(code int) string {
