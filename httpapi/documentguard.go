@@ -27,7 +27,8 @@ const (
 // validation before, so it is not measured again; any other is parsed
 // here (a second parse, once per new document) and measured. A document
 // that does not parse is left to the executor, which answers the parse
-// error.
+// error. What it found, with the work it did, is in the operation's
+// statistics under the extension's name (a *documentReport).
 type documentGuard struct {
 	limits     documentLimits
 	tokenLimit int
@@ -57,7 +58,10 @@ func (g *documentGuard) MutateOperationParameters(ctx context.Context, params *g
 	if err != nil || doc == nil {
 		return nil
 	}
-	_, derr := analyzeDocument(doc, g.limits)
+	rep, derr := analyzeDocument(doc, g.limits)
+	if graphql.HasOperationContext(ctx) {
+		graphql.GetOperationContext(ctx).Stats.SetExtension(g.ExtensionName(), &rep)
+	}
 	if derr == nil {
 		return nil
 	}
