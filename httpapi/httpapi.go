@@ -26,7 +26,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/validator"
@@ -161,7 +160,7 @@ func New(o Options) http.Handler {
 	if o.Dev {
 		// GraphiQL, like introspection and field suggestions, is for
 		// development only.
-		mux.Handle("GET /playground", playground.Handler("Switchboard", "/graphql"))
+		mux.HandleFunc("GET /playground", playground)
 	}
 	mux.HandleFunc("GET /oauth/callback", o.limitCallback(o.callback))
 	mux.HandleFunc("GET /healthz", o.healthz)
