@@ -8,10 +8,10 @@ import (
 
 // Defaults of the document limits (Options.MaxFields,
 // Options.MaxSelectionFields, Options.MaxMerges). The settings page asks
-// for a few dozen fields; GraphiQL's introspection query, the largest
-// document a person sends, resolves to a few hundred with a few dozen
-// merges; a query naming the same field twice, or spreading two
-// fragments that select it, asks for one merge.
+// for a few dozen fields; a full introspection query, the largest
+// document a person sends, resolves to under 500 fields with no merge;
+// a query naming the same field twice, or spreading two fragments that
+// select it, asks for one merge.
 const (
 	DefaultMaxFields          = 2000
 	DefaultMaxSelectionFields = 500
