@@ -31,7 +31,7 @@ const playgroundCSP = "default-src 'none'; " +
 func playground(w http.ResponseWriter, r *http.Request) {
 	var b [18]byte
 	_, _ = rand.Read(b[:])
-	nonce := base64.StdEncoding.EncodeToString(b[:])
+	nonce := base64.RawURLEncoding.EncodeToString(b[:]) // no character html/template escapes
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", fmt.Sprintf(playgroundCSP, nonce))
