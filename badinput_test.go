@@ -69,6 +69,11 @@ func TestHostileRequests(t *testing.T) {
 		{name: "huge variables", body: gql(`{ integrations { id } }`, map[string]any{"x": strings.Repeat("a", 2<<20)}), status: 413, code: "REQUEST_TOO_LARGE"},
 		{name: "alias-heavy query", body: gql("{ "+aliases.String()+"}", nil), status: 200, code: "COMPLEXITY_LIMIT_EXCEEDED"},
 		{name: "deeply nested query", body: gql(deep.String(), nil), status: 200, code: "DEPTH_LIMIT_EXCEEDED"},
+		// Refused before validation, after work linear in the document
+		// (counted by httpapi's TestDocumentLimitsBoundWork).
+		{name: "fragments that spread the next one twice", body: gql(fragmentBomb(20), nil), status: 200, code: "LIMIT_EXCEEDED"},
+		{name: "7,000 x __typename", body: gql("{ "+strings.Repeat("__typename ", 7000)+"}", nil), status: 200, code: "LIMIT_EXCEEDED"},
+		{name: "a fragment cycle", body: gql("{ ...A } fragment A on Query { ...B } fragment B on Query { viewer { role } ...A }", nil), status: 422, code: "GRAPHQL_VALIDATION_FAILED"},
 		{name: "GET mutation", method: "GET", query: `mutation { disconnectIntegration(input: {id: "` + id + `", confirm: true}) { id } }`, status: 405, code: "INVALID_INPUT"},
 		{name: "PUT", method: "PUT", body: gql(`{ integrations { id } }`, nil), status: 405, code: "INVALID_INPUT"},
 		{name: "DELETE", method: "DELETE", status: 405, code: "INVALID_INPUT"},

@@ -133,6 +133,8 @@ type Config struct {
 	// DevAllowRemote lets dev mode listen on an address that is not
 	// loopback (checkDevAddr).
 	DevAllowRemote bool
+	// GraphQL document limits (httpapi.Options); zero means the default.
+	MaxFields, MaxSelectionFields, MaxMerges int
 }
 
 // Defaults of the HTTP server's limits. A settings page's and an
@@ -218,6 +220,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.Int64Var(&m.Config.ReplayHistoryBytes, "replay-history-bytes", m.Config.ReplayHistoryBytes, "bound on the estimated memory of those events, in bytes (0: default 32 MiB; negative: none)")
 	fs.BoolVar(&m.Config.ExecutorEvents, "executor-events", m.Config.ExecutorEvents, "render every subscription event with gqlgen's executor instead of the compiled renderer of integrationEvents (for comparison)")
 	fs.DurationVar(&m.Config.RefreshMinGap, "refresh-min-gap", m.Config.RefreshMinGap, "least time between two token refreshes of a connection, whatever its tokens' lifetime (default 2s; a tenth of the lifetime when that is longer)")
+	fs.IntVar(&m.Config.MaxFields, "max-fields", m.Config.MaxFields, "fields a GraphQL document may hold with its fragments resolved, over all its operations and fragments (0: default 2000)")
+	fs.IntVar(&m.Config.MaxSelectionFields, "max-selection-fields", m.Config.MaxSelectionFields, "fields one selection set may hold with its fragments resolved and same-named fields merged (0: default 500)")
+	fs.IntVar(&m.Config.MaxMerges, "max-merges", m.Config.MaxMerges, "pairs of same-named fields, or of fragments, spread at one place that validation may have to compare, over a document (0: default 5000)")
 	fs.DurationVar(&m.Config.RefreshFailureWindow, "failure-window", m.Config.RefreshFailureWindow, "how long a provider may fail token refreshes before the badge turns Error (default 15m)")
 	m.connectionFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -415,6 +420,9 @@ func (m *Main) Run(ctx context.Context) error {
 		WebsocketInitTimeout: cfg.WebsocketInitTimeout,
 		StockWebsocket:       cfg.StockWebsocket,
 		ExecutorEvents:       cfg.ExecutorEvents,
+		MaxFields:            cfg.MaxFields,
+		MaxSelectionFields:   cfg.MaxSelectionFields,
+		MaxMerges:            cfg.MaxMerges,
 		Renders:              &m.renders,
 
 		MaxPendingPerAddress:   cfg.MaxPendingPerAddress,

@@ -27,9 +27,10 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/validator"
+	"github.com/vektah/gqlparser/v2/validator/rules"
 
 	"github.com/bont/switchboard/gqlws"
 	"github.com/bont/switchboard/graph"
@@ -97,6 +98,9 @@ type Options struct {
 	// Websocket caps (connlimits.go); zero means the defaults there,
 	// negative means none.
 	MaxPendingPerAddress, MaxSocketsPerToken, MaxSocketsPerWorkspace int
+	// Document limits (document.go); zero or negative means
+	// DefaultMaxFields, DefaultMaxSelectionFields and DefaultMaxMerges.
+	MaxFields, MaxSelectionFields, MaxMerges int
 	// StockWebsocket serves websockets with gqlgen's own transport
 	// (a goroutine per subscription) instead of gqlws. It exists for
 	// benchmarks that compare the two in one run.
@@ -171,7 +175,7 @@ func New(o Options) http.Handler {
 	if o.Dev {
 		// GraphiQL, like introspection and field suggestions, is for
 		// development only.
-		mux.Handle("GET /playground", playground.Handler("Switchboard", "/graphql"))
+		mux.HandleFunc("GET /playground", playground)
 	}
 	mux.HandleFunc("GET /oauth/callback", o.limitCallback(o.callback))
 	mux.HandleFunc("GET /oauth/start/{id}", o.limitCallback(o.start))
@@ -244,23 +248,73 @@ func (o Options) graphQLServer() *handler.Server {
 	// gqlgen's POST transport, without decoding the body a second time
 	// (post.go).
 	srv.AddTransport(postTransport{})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	docs := lru.New[*ast.QueryDocument](1000)
+	srv.SetQueryCache(docs)
 	if o.Dev {
 		srv.Use(extension.Introspection{})
+	} else {
+		// Production answers nothing that names the schema beyond what
+		// the client wrote: no suggestions (executor.go swaps only two
+		// of the rules that make them), no introspection (refused by the
+		// document guard, before validation).
+		srv.SetValidationRulesFn(rulesWithoutSuggestions)
 	}
 	srv.SetDisableSuggestion(!o.Dev)
 	srv.SetParserTokenLimit(ParserTokenLimit)
+	var refused func(string)
+	if o.Metrics != nil {
+		refused = o.Metrics.ObserveLimitRefusal
+	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
-	// gqlgen's FixedComplexityLimit, remembering each operation's figure
-	// while no field has a complexity function (complexity.go).
-	srv.Use(&complexityLimit{limit: ComplexityLimit, variableFree: reflect.ValueOf(cfg.Complexity).IsZero()})
-	srv.Use(depthLimit{max: DepthLimit})
+	// After the persisted query has put the document in the parameters,
+	// before the executor validates it (documentguard.go).
+	srv.Use(&documentGuard{
+		limits: documentLimits{
+			maxFields:          positiveOr(o.MaxFields, DefaultMaxFields),
+			maxSelectionFields: positiveOr(o.MaxSelectionFields, DefaultMaxSelectionFields),
+			maxMerges:          positiveOr(o.MaxMerges, DefaultMaxMerges),
+			maxDepth:           DepthLimit,
+			noIntrospection:    !o.Dev,
+		},
+		tokenLimit: ParserTokenLimit,
+		cache:      docs,
+		refused:    refused,
+	})
+	// gqlgen's FixedComplexityLimit, once per fragment and remembering
+	// each operation's figure while no field has a complexity function
+	// (complexity.go).
+	srv.Use(&complexityLimit{limit: ComplexityLimit, variableFree: reflect.ValueOf(cfg.Complexity).IsZero(), refused: refused})
 	srv.SetErrorPresenter(o.presentError)
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		o.Logger.Error("panic in resolver", "panic", p, "stack", string(debug.Stack()))
 		return switchboard.Errorf(switchboard.EINTERNAL, "Internal error.")
 	})
 	return srv
+}
+
+func positiveOr(v, def int) int {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// rulesWithoutSuggestions is gqlparser's default rule set with every
+// rule that suggests names ("Did you mean ...?" for fields, arguments,
+// enum values, input fields and types) in its variant that does not.
+func rulesWithoutSuggestions() *rules.Rules {
+	r := rules.NewDefaultRules()
+	for _, v := range []validator.Rule{
+		rules.FieldsOnCorrectTypeRuleWithoutSuggestions,
+		rules.ScalarLeafsRuleWithoutSuggestions,
+		rules.KnownArgumentNamesRuleWithoutSuggestions,
+		rules.KnownTypeNamesRuleWithoutSuggestions,
+		rules.ValuesOfCorrectTypeRuleWithoutSuggestions,
+	} {
+		r.RemoveRule(strings.TrimSuffix(v.Name, "WithoutSuggestions"))
+		r.AddRule(v.Name, v.RuleFunc)
+	}
+	return r
 }
 
 // addWebsocket serves subscriptions with the gqlws transport; compile

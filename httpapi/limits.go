@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"net"
@@ -10,9 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql"
-	"github.com/vektah/gqlparser/v2/ast"
-	"github.com/vektah/gqlparser/v2/gqlerror"
 	"golang.org/x/time/rate"
 )
 
@@ -22,57 +18,6 @@ const (
 	CodeTooLarge      = "REQUEST_TOO_LARGE"
 	CodeDepthExceeded = "DEPTH_LIMIT_EXCEEDED"
 )
-
-// depthLimit rejects operations whose selections nest deeper than max,
-// before any resolver runs (it is an OperationContextMutator, like
-// gqlgen's complexity limit). Fragments count where they are spread.
-type depthLimit struct{ max int }
-
-var (
-	_ graphql.HandlerExtension        = depthLimit{}
-	_ graphql.OperationContextMutator = depthLimit{}
-)
-
-func (depthLimit) ExtensionName() string                   { return "DepthLimit" }
-func (depthLimit) Validate(graphql.ExecutableSchema) error { return nil }
-func (d depthLimit) MutateOperationContext(ctx context.Context, rc *graphql.OperationContext) *gqlerror.Error {
-	if rc.Operation == nil {
-		return nil
-	}
-	if got := depth(rc.Doc, rc.Operation.SelectionSet, d.max+1); got > d.max {
-		err := gqlerror.Errorf("The operation nests selections deeper than %d levels.", d.max)
-		err.Extensions = map[string]any{"code": CodeDepthExceeded, "limit": d.max}
-		return err
-	}
-	return nil
-}
-
-// depth returns the nesting of set, stopping once it exceeds stop (so a
-// hostile document costs little).
-func depth(doc *ast.QueryDocument, set ast.SelectionSet, stop int) int {
-	if stop <= 0 {
-		return 0
-	}
-	best := 0
-	for _, s := range set {
-		var d int
-		switch s := s.(type) {
-		case *ast.Field:
-			d = 1 + depth(doc, s.SelectionSet, stop-1)
-		case *ast.InlineFragment:
-			d = depth(doc, s.SelectionSet, stop)
-		case *ast.FragmentSpread:
-			if f := doc.Fragments.ForName(s.Name); f != nil {
-				d = depth(doc, f.SelectionSet, stop)
-			}
-		}
-		best = max(best, d)
-		if best >= stop {
-			return best
-		}
-	}
-	return best
-}
 
 // limiters is a rate limiter per key (token ID, client IP). Idle
 // limiters are dropped after a while: by then they would be full again.

@@ -45,6 +45,7 @@ type Metrics struct {
 	refreshOutcomes *prometheus.CounterVec
 	limitRefusals   *prometheus.CounterVec
 	oauthRefusals   *prometheus.CounterVec
+	graphqlRefusals *prometheus.CounterVec
 }
 
 // New registers every collector on a registry of its own.
@@ -79,6 +80,11 @@ func New(src Sources) *Metrics {
 		Help: "OAuth start links and callbacks refused though their state was genuine, by step (start, callback) and reason (not_this_browser, token_revoked, token_expired).",
 	}, []string{"step", "reason"})
 	m.registry.MustRegister(m.oauthRefusals)
+	m.graphqlRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_graphql_limit_refusals_total",
+		Help: "GraphQL documents refused before they ran, by limit (fields, selectionFields, merges, depth, complexity, introspection, work).",
+	}, []string{"limit"})
+	m.registry.MustRegister(m.graphqlRefusals)
 	m.registry.MustRegister(m.commitSeconds, m.httpRequests, m.httpSeconds, m.refreshOutcomes, m.limitRefusals,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gauge := func(name, help string, f func() float64) {
@@ -143,6 +149,11 @@ func (m *Metrics) Refused(limit string) {
 // (switchboard.Service.AuthRefused).
 func (m *Metrics) ObserveOAuthRefusal(step, reason string) {
 	m.oauthRefusals.WithLabelValues(step, reason).Inc()
+}
+
+// ObserveLimitRefusal records a GraphQL document refused by a limit.
+func (m *Metrics) ObserveLimitRefusal(limit string) {
+	m.graphqlRefusals.WithLabelValues(limit).Inc()
 }
 
 func codeLabel(code int) string {
