@@ -25,6 +25,7 @@ func fastRefresh(interval, window time.Duration) func(*Main) {
 		m.Config.RefreshFailureWindow = window
 		m.Config.RefreshMinBackoff = 20 * time.Millisecond
 		m.Config.RefreshMaxBackoff = 80 * time.Millisecond
+		m.Config.RefreshMinGap = 20 * time.Millisecond
 	}
 }
 

@@ -227,9 +227,11 @@ func (r *Refresher) backoff(n int32) time.Duration {
 func (r *Refresher) minGap() time.Duration { return orDefault(r.MinGap, DefaultMinRefreshGap) }
 
 // gap is the least time between two refreshes of credentials that live
-// life (0: no expiry): MinGap, or a tenth of the lifetime if that is more.
+// life (0: no expiry): MinGap, or a tenth of the lifetime if that is more
+// (but no more than Interval, which an operator sets to see revocations
+// sooner).
 func (r *Refresher) gap(life time.Duration) time.Duration {
-	return max(r.minGap(), life/10)
+	return max(r.minGap(), min(life/10, r.interval()))
 }
 
 // dueFor is when credentials issued at issued, expiring at expiry, should
