@@ -107,11 +107,17 @@ type Config struct {
 	ReplayHistoryBytes  int64
 
 	// The refresher (switchboard.Refresher); zero means its default.
-	RefreshInterval       time.Duration // longest time between two refreshes of a connection
-	RefreshFailureWindow  time.Duration // transient failures this long turn the badge ERROR
-	RefreshMinBackoff     time.Duration
-	RefreshMaxBackoff     time.Duration
-	RefreshMinGap         time.Duration // least time between two refreshes of a connection
+	RefreshInterval      time.Duration // longest time between two refreshes of a connection
+	RefreshFailureWindow time.Duration // transient failures this long turn the badge ERROR
+	RefreshMinBackoff    time.Duration
+	RefreshMaxBackoff    time.Duration
+	RefreshMinGap        time.Duration // least time between two refreshes of a connection
+	// Metrics (docs/security.md): MetricsAddr serves /metrics alone on a
+	// listener of its own, for a scraper on a private network; the main
+	// address serves it only with MetricsToken (a bearer token, from
+	// SWITCHBOARD_METRICS_TOKEN) or in dev mode.
+	MetricsAddr           string
+	MetricsToken          string
 	SandboxAccessTokenTTL time.Duration // dev sandbox's access token lifetime
 	WebsocketInitTimeout  time.Duration // connection_init must come within this
 	// Rate limits (requests per second and burst) per API token and per
@@ -169,21 +175,24 @@ type Main struct {
 	// token itself is never in it.
 	SigninURL string
 
-	store     *bolt.Store
-	broker    *fanout.Broker
-	ws        *gorillaws.Implementation
-	metrics   *metrics.Metrics
-	renders   gqlws.RenderCounts
-	service   *switchboard.Service
-	refresher *switchboard.Refresher
-	sandbox   *oauthflow.Sandbox
-	signin    *web.LoginCodes // dev mode
-	server    *http.Server
-	admin     *http.Server
-	cancel    context.CancelFunc
-	bg        sync.WaitGroup
-	draining  atomic.Bool
-	closed    sync.Once
+	store   *bolt.Store
+	broker  *fanout.Broker
+	ws      *gorillaws.Implementation
+	metrics *metrics.Metrics
+	// metricsServer serves -metrics-addr; MetricsURL is its /metrics.
+	metricsServer *http.Server
+	MetricsURL    string
+	renders       gqlws.RenderCounts
+	service       *switchboard.Service
+	refresher     *switchboard.Refresher
+	sandbox       *oauthflow.Sandbox
+	signin        *web.LoginCodes // dev mode
+	server        *http.Server
+	admin         *http.Server
+	cancel        context.CancelFunc
+	bg            sync.WaitGroup
+	draining      atomic.Bool
+	closed        sync.Once
 }
 
 // NewMain returns a Main with the defaults of `go run .`.
@@ -193,6 +202,7 @@ func NewMain() *Main {
 			Addr:            "127.0.0.1:8080",
 			DataDir:         "data",
 			ProvidersFile:   os.Getenv("SWITCHBOARD_PROVIDERS"),
+			MetricsToken:    os.Getenv("SWITCHBOARD_METRICS_TOKEN"),
 			Dev:             true,
 			ShutdownTimeout: 15 * time.Second,
 		},
@@ -219,6 +229,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.Config.ReplayHistoryEvents, "replay-history-events", m.Config.ReplayHistoryEvents, "recent events kept in memory, over all workspaces, to replay resuming subscribers without reading the changelog (0: default 50000; negative: none)")
 	fs.Int64Var(&m.Config.ReplayHistoryBytes, "replay-history-bytes", m.Config.ReplayHistoryBytes, "bound on the estimated memory of those events, in bytes (0: default 32 MiB; negative: none)")
 	fs.BoolVar(&m.Config.ExecutorEvents, "executor-events", m.Config.ExecutorEvents, "render every subscription event with gqlgen's executor instead of the compiled renderer of integrationEvents (for comparison)")
+	fs.StringVar(&m.Config.MetricsAddr, "metrics-addr", m.Config.MetricsAddr, "serve /metrics alone on this address too (e.g. a private network's), without a token; the main address serves /metrics only with SWITCHBOARD_METRICS_TOKEN as a bearer token, or in dev mode")
 	fs.DurationVar(&m.Config.RefreshMinGap, "refresh-min-gap", m.Config.RefreshMinGap, "least time between two token refreshes of a connection, whatever its tokens' lifetime (default 2s; a tenth of the lifetime when that is longer)")
 	fs.IntVar(&m.Config.MaxFields, "max-fields", m.Config.MaxFields, "fields a GraphQL document may hold with its fragments resolved, over all its operations and fragments (0: default 2000)")
 	fs.IntVar(&m.Config.MaxSelectionFields, "max-selection-fields", m.Config.MaxSelectionFields, "fields one selection set may hold with its fragments resolved and same-named fields merged (0: default 500)")
@@ -425,6 +436,8 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxMerges:            cfg.MaxMerges,
 		Renders:              &m.renders,
 
+		MetricsToken: cfg.MetricsToken,
+
 		MaxPendingPerAddress:   cfg.MaxPendingPerAddress,
 		MaxSocketsPerToken:     cfg.MaxSocketsPerToken,
 		MaxSocketsPerWorkspace: cfg.MaxSocketsPerWorkspace,
@@ -443,8 +456,30 @@ func (m *Main) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn),
 	}
 
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("-metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.metrics.Handler())
+		m.metricsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 60 * time.Second, ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
+		m.MetricsURL = "http://" + metricsLn.Addr().String() + "/metrics"
+	}
+
 	bgCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
+	if metricsLn != nil {
+		m.bg.Add(1)
+		go func() {
+			defer m.bg.Done()
+			if err := m.metricsServer.Serve(metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.Logger.Error("metrics server", "err", err)
+			}
+		}()
+	}
 	m.bg.Add(3)
 	go func() {
 		defer m.bg.Done()
@@ -489,6 +524,9 @@ func (m *Main) Close() error {
 				err = errors.Join(err, fmt.Errorf("http shutdown: %w", e))
 			}
 			cancel()
+		}
+		if m.metricsServer != nil {
+			_ = m.metricsServer.Close()
 		}
 		if m.cancel != nil {
 			m.cancel()

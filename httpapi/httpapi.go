@@ -79,8 +79,13 @@ type Options struct {
 	Ready func() bool
 	// Revision returns the store's latest revision, for /healthz.
 	Revision func(context.Context) (uint64, error)
-	// Metrics, when set, records HTTP metrics and serves /metrics.
+	// Metrics, when set, records HTTP metrics and serves /metrics: with a
+	// MetricsToken to requests that carry it as a bearer token; without
+	// one only in dev mode (which listens on loopback). MetricsHandler
+	// serves a listener of its own.
 	Metrics *metrics.Metrics
+	// MetricsToken is the scrape token /metrics asks for ("" for none).
+	MetricsToken string
 	// IntegrationsVersion, when set, turns on the response cache of
 	// integrations queries (querycache.go): it must return a value that
 	// changes with every commit to the workspace's integrations before
@@ -182,7 +187,12 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /healthz", o.healthz)
 	mux.HandleFunc("GET /readyz", o.readyz)
 	if o.Metrics != nil {
-		mux.Handle("GET /metrics", o.Metrics.Handler())
+		switch {
+		case o.MetricsToken != "":
+			mux.Handle("GET /metrics", MetricsHandler(o.Metrics, o.MetricsToken))
+		case o.Dev:
+			mux.Handle("GET /metrics", o.Metrics.Handler())
+		}
 	}
 	o.syncRoutes(mux)
 	if o.Settings != nil {
