@@ -2,9 +2,9 @@
 // of its own and prints one table of the issue's targets, each figure
 // also as a ratio to its baseline measured in the same invocation.
 //
-//	go run ./cmd/switchboard-load all            # every scenario, default sizes
-//	go run ./cmd/switchboard-load fanout -subscribers 200 -events 20
-//	go run ./cmd/switchboard-load -h
+//	go -C cmd/switchboard-load run . all            # every scenario, default sizes
+//	go -C cmd/switchboard-load run . fanout -subscribers 200 -events 20
+//	go -C cmd/switchboard-load run . -h
 //
 // Scenarios: fanout (one event to every subscriber, then sustained),
 // idle (RSS and goroutines per idle socket), scale (many subscriptions
@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -215,18 +214,35 @@ func run(args []string) error {
 	return nil
 }
 
-// moduleRoot finds the gateway's module (go.mod of
-// github.com/bont/switchboard) from the working directory up.
+// moduleRoot finds the gateway's module (the go.mod of
+// github.com/bont/switchboard, this module's parent) from the working
+// directory up.
 func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	dir, err := os.Getwd()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w (pass -gateway-bin)", err)
+		return "", err
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("not inside the switchboard module; run from its checkout or pass -gateway-bin")
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && modulePath(b) == "github.com/bont/switchboard" {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("not inside the switchboard checkout; run from it or pass -gateway-bin")
+		}
+		dir = parent
 	}
-	return filepath.Dir(gomod), nil
+}
+
+// modulePath is the module path a go.mod declares.
+func modulePath(gomod []byte) string {
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "module "); ok {
+			return strings.Trim(strings.TrimSpace(rest), `"`)
+		}
+	}
+	return ""
 }
 
 func contains(list []string, s string) bool {

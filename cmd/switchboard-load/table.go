@@ -297,7 +297,7 @@ func (t *table) print(w io.Writer) {
 			fmt.Sprintf("list in process %s vs %s, over HTTP p50 %s vs %s; start-up %s vs %s", us(l1), us(l0), ms(h1), ms(h0), ms(s1), ms(s0)),
 			"", "", "", fmt.Sprintf("%.2f× in process, %.2f× over HTTP", l1/l0, h1/h0), verdict(l1 <= 1.2*l0 && s1 <= float64(time.Second), true))
 	} else {
-		row("data size: one workspace's list at 1M integrations vs 1k; start-up", "≤ 1.2×; ≤ 1 s", "go run ./cmd/switchboard-load datasize", "", "", "", "", "—")
+		row("data size: one workspace's list at 1M integrations vs 1k; start-up", "≤ 1.2×; ≤ 1 s", "go -C cmd/switchboard-load run . datasize", "", "", "", "", "—")
 	}
 	if v, ok := t.get("resume/switchboard/total"); ok {
 		res := func(s string) string {
