@@ -10,8 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
+	"github.com/bont/switchboard/internal/jsonwrite"
 	"github.com/bont/switchboard/switchboard"
 )
 
@@ -26,18 +26,18 @@ func appendEvent(b []byte, ev *switchboard.Event, integration []byte) ([]byte, e
 	}
 	b = append(b, `{"Revision":`...)
 	b = strconv.AppendUint(b, ev.Revision, 10)
-	b = append(b, `,"At":"`...)
-	b, err := ev.At.AppendText(b)
+	b = append(b, `,"At":`...)
+	b, err := jsonwrite.Time(b, &ev.At)
 	if err != nil {
 		// What json.Marshal refuses (a year outside 0–9999), it refuses
 		// here too, with its own error.
 		_, err = json.Marshal(ev)
 		return nil, err
 	}
-	b = append(b, `","WorkspaceID":`...)
-	b = appendJSONString(b, ev.WorkspaceID)
+	b = append(b, `,"WorkspaceID":`...)
+	b = jsonwrite.String(b, ev.WorkspaceID)
 	b = append(b, `,"Kind":`...)
-	b = appendJSONString(b, string(ev.Kind))
+	b = jsonwrite.String(b, string(ev.Kind))
 	b = append(b, `,"Integration":`...)
 	if ev.Integration == nil {
 		b = append(b, "null"...)
@@ -48,25 +48,9 @@ func appendEvent(b []byte, ev *switchboard.Event, integration []byte) ([]byte, e
 	if ev.PreviousStatus == nil {
 		b = append(b, "null"...)
 	} else {
-		b = appendJSONString(b, string(*ev.PreviousStatus))
+		b = jsonwrite.String(b, string(*ev.PreviousStatus))
 	}
 	return append(b, '}'), nil
-}
-
-// appendJSONString appends s as encoding/json writes a string: plain
-// printable ASCII as is, anything else (quotes, backslashes, control
-// characters, the HTML-sensitive <, > and &, non-ASCII, invalid UTF-8)
-// through json.Marshal itself, so the escaping is exactly its own.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // appendAuditEntry appends the JSON of a to b, byte for byte what
@@ -79,25 +63,25 @@ func appendAuditEntry(b []byte, a *switchboard.AuditEntry) ([]byte, error) {
 	b = append(b, `{"Seq":`...)
 	b = strconv.AppendUint(b, a.Seq, 10)
 	b = append(b, `,"WorkspaceID":`...)
-	b = appendJSONString(b, a.WorkspaceID)
-	b = append(b, `,"At":"`...)
-	b, err := a.At.AppendText(b)
+	b = jsonwrite.String(b, a.WorkspaceID)
+	b = append(b, `,"At":`...)
+	b, err := jsonwrite.Time(b, &a.At)
 	if err != nil {
 		_, err = json.Marshal(a)
 		return nil, err
 	}
-	b = append(b, `","UserID":`...)
-	b = appendJSONString(b, a.UserID)
+	b = append(b, `,"UserID":`...)
+	b = jsonwrite.String(b, a.UserID)
 	b = append(b, `,"TokenID":`...)
-	b = appendJSONString(b, a.TokenID)
+	b = jsonwrite.String(b, a.TokenID)
 	b = append(b, `,"Role":`...)
-	b = appendJSONString(b, string(a.Role))
+	b = jsonwrite.String(b, string(a.Role))
 	b = append(b, `,"Action":`...)
-	b = appendJSONString(b, a.Action)
+	b = jsonwrite.String(b, a.Action)
 	b = append(b, `,"Target":`...)
-	b = appendJSONString(b, a.Target)
+	b = jsonwrite.String(b, a.Target)
 	b = append(b, `,"Detail":`...)
-	b = appendJSONString(b, a.Detail)
+	b = jsonwrite.String(b, a.Detail)
 	return append(b, '}'), nil
 }
 
@@ -135,21 +119,21 @@ func appendIntegration(b []byte, in *switchboard.Integration) ([]byte, error) {
 	start := len(b)
 	var err error
 	b = append(b, `{"ID":`...)
-	b = appendJSONString(b, in.ID)
+	b = jsonwrite.String(b, in.ID)
 	b = append(b, `,"WorkspaceID":`...)
-	b = appendJSONString(b, in.WorkspaceID)
+	b = jsonwrite.String(b, in.WorkspaceID)
 	b = append(b, `,"ProviderID":`...)
-	b = appendJSONString(b, in.ProviderID)
+	b = jsonwrite.String(b, in.ProviderID)
 	b = append(b, `,"Category":`...)
-	b = appendJSONString(b, string(in.Category))
+	b = jsonwrite.String(b, string(in.Category))
 	b = append(b, `,"OwnerUserID":`...)
-	b = appendJSONString(b, in.OwnerUserID)
+	b = jsonwrite.String(b, in.OwnerUserID)
 	b = append(b, `,"Status":`...)
-	b = appendJSONString(b, string(in.Status))
+	b = jsonwrite.String(b, string(in.Status))
 	b = append(b, `,"StatusReason":`...)
-	b = appendJSONString(b, in.StatusReason)
+	b = jsonwrite.String(b, in.StatusReason)
 	b = append(b, `,"StatusMessage":`...)
-	b = appendJSONString(b, in.StatusMessage)
+	b = jsonwrite.String(b, in.StatusMessage)
 	b = append(b, `,"Generation":`...)
 	b = strconv.AppendUint(b, in.Generation, 10)
 	b = append(b, `,"Account":`...)
@@ -171,11 +155,11 @@ func appendIntegration(b []byte, in *switchboard.Integration) ([]byte, error) {
 			b = append(b, `{"Account":`...)
 			b = appendAccount(b, &p.Account)
 			b = append(b, `,"From":`...)
-			if b, err = appendTime(b, &p.From); err != nil {
+			if b, err = jsonwrite.Time(b, &p.From); err != nil {
 				break
 			}
 			b = append(b, `,"Until":`...)
-			if b, err = appendTime(b, p.Until); err != nil {
+			if b, err = jsonwrite.Time(b, p.Until); err != nil {
 				break
 			}
 			b = append(b, '}')
@@ -183,15 +167,15 @@ func appendIntegration(b []byte, in *switchboard.Integration) ([]byte, error) {
 		b = append(b, ']')
 	}
 	b = append(b, `,"GrantedScopes":`...)
-	b = appendStrings(b, in.GrantedScopes)
+	b = jsonwrite.Strings(b, in.GrantedScopes)
 	b = append(b, `,"MissingScopes":`...)
-	b = appendStrings(b, in.MissingScopes)
+	b = jsonwrite.Strings(b, in.MissingScopes)
 	b = append(b, `,"ConnectedAt":`...)
 	b, err = appendTimeErr(b, in.ConnectedAt, err)
 	b = append(b, `,"LastSyncedAt":`...)
 	b, err = appendTimeErr(b, in.LastSyncedAt, err)
 	b = append(b, `,"SyncCheckpoint":`...)
-	b = appendJSONString(b, in.SyncCheckpoint)
+	b = jsonwrite.String(b, in.SyncCheckpoint)
 	b = append(b, `,"SettingValues":`...)
 	if in.SettingValues == nil {
 		b = append(b, "null"...)
@@ -206,9 +190,9 @@ func appendIntegration(b []byte, in *switchboard.Integration) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, k)
+			b = jsonwrite.String(b, k)
 			b = append(b, ':')
-			b = appendJSONString(b, in.SettingValues[k])
+			b = jsonwrite.String(b, in.SettingValues[k])
 		}
 		b = append(b, '}')
 	}
@@ -229,44 +213,17 @@ func appendIntegration(b []byte, in *switchboard.Integration) ([]byte, error) {
 
 func appendAccount(b []byte, a *switchboard.Account) []byte {
 	b = append(b, `{"ID":`...)
-	b = appendJSONString(b, a.ID)
+	b = jsonwrite.String(b, a.ID)
 	b = append(b, `,"Name":`...)
-	b = appendJSONString(b, a.Name)
+	b = jsonwrite.String(b, a.Name)
 	b = append(b, `,"Email":`...)
-	b = appendJSONString(b, a.Email)
+	b = jsonwrite.String(b, a.Email)
 	return append(b, '}')
 }
 
-func appendStrings(b []byte, ss []string) []byte {
-	if ss == nil {
-		return append(b, "null"...)
-	}
-	b = append(b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, s)
-	}
-	return append(b, ']')
-}
-
-// appendTime appends *t as json.Marshal writes a time (null for a nil
-// pointer).
-func appendTime(b []byte, t *time.Time) ([]byte, error) {
-	if t == nil {
-		return append(b, "null"...), nil
-	}
-	out, err := t.AppendText(append(b, '"'))
-	if err != nil {
-		return b, err
-	}
-	return append(out, '"'), nil
-}
-
-// appendTimeErr is appendTime that keeps the first error.
+// appendTimeErr is jsonwrite.Time that keeps the first error.
 func appendTimeErr(b []byte, t *time.Time, err error) ([]byte, error) {
-	b, e := appendTime(b, t)
+	b, e := jsonwrite.Time(b, t)
 	if err == nil {
 		err = e
 	}

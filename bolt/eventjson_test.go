@@ -279,3 +279,40 @@ func TestAppendIntegrationIsJSONMarshal(t *testing.T) {
 		}
 	}
 }
+
+// What every commit encodes inside the batch's serial part: the new
+// integration, then the changelog event around its bytes, for a card of
+// plain ASCII and for one whose strings need escaping.
+//
+//	go test -run '^$' -bench EncodeCommit -benchmem ./bolt
+func BenchmarkEncodeCommit(b *testing.B) {
+	at := time.Date(2026, 11, 27, 6, 0, 0, 123456789, time.UTC)
+	for _, tc := range []struct{ name, message string }{
+		{"ascii", "Token refreshed"},
+		{"escaped", "Caf\u00e9 <ops> & \"sync\" paused"},
+	} {
+		prev := switchboard.StatusConnected
+		in := &switchboard.Integration{ID: "int_0123456789", WorkspaceID: "ws_1", ProviderID: "hubspot", Category: switchboard.CategoryCRM,
+			OwnerUserID: "usr_1", Status: switchboard.StatusConnected, StatusMessage: tc.message, Generation: 3,
+			Account:        &switchboard.Account{ID: "acct_1", Name: "Acme", Email: "ops@acme.test"},
+			AccountHistory: []switchboard.AccountPeriod{{Account: switchboard.Account{ID: "acct_1", Name: "Acme"}, From: at}},
+			GrantedScopes:  []string{"crm.objects.contacts.read", "crm.objects.contacts.write", "oauth"},
+			ConnectedAt:    &at, LastSyncedAt: &at, SyncCheckpoint: "cp_42",
+			SettingValues: map[string]string{"sync_interval_minutes": "15", "direction": "both"},
+			CreatedAt:     at, UpdatedAt: at, Revision: 123456}
+		ev := &switchboard.Event{Revision: 123456, At: at, WorkspaceID: "ws_1", Kind: switchboard.EventConfigured, Integration: in, PreviousStatus: &prev}
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			buf := make([]byte, 0, 2048)
+			for b.Loop() {
+				raw, err := encodeIntegration(in)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if buf, err = appendEvent(buf[:0], ev, raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

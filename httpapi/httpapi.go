@@ -32,6 +32,7 @@ import (
 	"github.com/vektah/gqlparser/v2/validator"
 	"github.com/vektah/gqlparser/v2/validator/rules"
 
+	"github.com/bont/switchboard/eventrender"
 	"github.com/bont/switchboard/gqlws"
 	"github.com/bont/switchboard/graph"
 	"github.com/bont/switchboard/metrics"
@@ -111,7 +112,7 @@ type Options struct {
 	// benchmarks that compare the two in one run.
 	StockWebsocket bool
 	// ExecutorEvents leaves every subscription event to gqlgen's
-	// executor: no compiled renderer (resolvers/eventrender.go).
+	// executor: no compiled renderer (eventrender).
 	ExecutorEvents bool
 	// Renders, when set, counts subscription items by renderer (for
 	// /metrics).
@@ -247,7 +248,9 @@ func (o Options) graphQLServer() *handler.Server {
 			},
 		})
 	} else {
-		compile := root.EventRenderer
+		compile := func(ctx context.Context, rc *graphql.OperationContext) gqlws.Renderer {
+			return eventrender.Compile(ctx, o.Service, rc)
+		}
 		if o.ExecutorEvents {
 			compile = nil
 		}
@@ -329,7 +332,7 @@ func rulesWithoutSuggestions() *rules.Rules {
 
 // addWebsocket serves subscriptions with the gqlws transport; compile
 // renders integrationEvents without gqlgen's executor where it can
-// (resolvers/eventrender.go).
+// (eventrender).
 func (o Options) addWebsocket(srv *handler.Server, compile func(context.Context, *graphql.OperationContext) gqlws.Renderer) {
 	srv.AddTransport(&gqlws.Transport{
 		Upgrader:         o.Websocket,

@@ -1,26 +1,26 @@
-package resolvers
+// Package eventrender renders integrationEvents subscription results
+// without gqlgen's executor, straight from the domain's types into the
+// bytes gqlgen would have sent. The transport asks it once per operation
+// (Compile) and then hands it every event.
+package eventrender
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"strconv"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
 
-	"github.com/bont/switchboard/gqlws"
+	"github.com/bont/switchboard/internal/jsonwrite"
 	"github.com/bont/switchboard/switchboard"
 )
 
-// Rendering integrationEvents without gqlgen's executor.
-//
 // gqlgen executes a subscription's selection set field by field for every
 // event: a field context, a context layer, closures and a marshaler per
 // field, then json.Marshal of the response, which compacts the data a
 // second time. For a subscriber resuming thousands of events back that is
-// most of the cost of the replay. EventRenderer compiles the selection set
+// most of the cost of the replay. Compile compiles the selection set
 // once, with gqlgen's own field collection (fragments, aliases, merging,
 // @skip and @include), into a plan of known fields, and renders each event
 // straight from the domain types into the bytes gqlgen would have sent.
@@ -30,9 +30,15 @@ import (
 // deferred fragment gets no renderer, and an event that would not render
 // cleanly (a null where the schema says non-null, an enum value that is
 // not a plain name) is handed to gqlgen's executor, which produces its
-// usual result. The differential test in eventrender_test.go compares
-// both, byte for byte, over generated operations and events, and fails
-// when a field of these types is missing from the plan.
+// usual result.
+//
+// Where a field has a resolver (provider, actions, settings, the
+// nullable strings), the renderer asks the Service what the resolver
+// asks it, and writes what the resolver returns. The differential test
+// in eventrender_test.go runs the resolvers package under gqlgen's
+// executor beside the renderer and compares both, byte for byte, over
+// generated operations and events, and fails when a field of these types
+// is missing from the plan.
 
 // field identifies a field of one of the types below.
 type field uint8
@@ -181,11 +187,18 @@ func compile(rc *graphql.OperationContext, sel ast.SelectionSet, t *objectType) 
 	return p, true
 }
 
-// EventRenderer compiles rc, an integrationEvents subscription, into a
-// renderer of its events for the viewer in ctx; nil when the operation
-// holds anything it does not render (gqlgen's executor then renders every
-// event).
-func (r *Resolver) EventRenderer(ctx context.Context, rc *graphql.OperationContext) gqlws.Renderer {
+// Compile compiles rc, an integrationEvents subscription, into a renderer
+// of its events for the viewer in ctx, answering from svc; nil when the
+// operation holds anything it does not render (gqlgen's executor then
+// renders every event).
+//
+// The renderer appends an item's result, {"data":{...}} as json.Marshal
+// writes gqlgen's response, to dst (a new slice when nil) and reports
+// true; for an item it does not render (not a *switchboard.Event, or an
+// event that would not render cleanly) it returns dst with the length
+// it was given and false, and the item goes to gqlgen's executor. It keeps the last
+// result's size to size the next, so it is not safe for concurrent use.
+func Compile(ctx context.Context, svc *switchboard.Service, rc *graphql.OperationContext) func(dst []byte, item any) ([]byte, bool) {
 	if rc == nil || rc.Operation == nil || rc.Operation.Operation != ast.Subscription {
 		return nil
 	}
@@ -197,12 +210,12 @@ func (r *Resolver) EventRenderer(ctx context.Context, rc *graphql.OperationConte
 	if !ok {
 		return nil
 	}
-	er := &eventRenderer{r: r, ctx: ctx, plan: p, prefix: `{"data":{` + strconv.Quote(root[0].Alias) + ":"}
+	er := &eventRenderer{svc: svc, ctx: ctx, plan: p, prefix: `{"data":{` + strconv.Quote(root[0].Alias) + ":"}
 	return er.render
 }
 
 type eventRenderer struct {
-	r      *Resolver
+	svc    *switchboard.Service
 	ctx    context.Context
 	plan   *plan
 	prefix string
@@ -218,9 +231,9 @@ func (er *eventRenderer) render(dst []byte, item any) (out []byte, ok bool) {
 		dst = make([]byte, 0, er.size+64)
 	}
 	start := len(dst)
-	// A resolver that panics is gqlgen's to handle, as it always was: it
-	// recovers per field, logs through the server's recover function and
-	// renders what the schema's nullability leaves.
+	// A panic in the domain is gqlgen's to handle: its executor calls the
+	// same code again, recovers per field, logs through the server's
+	// recover function and renders what the schema's nullability leaves.
 	defer func() {
 		if recover() != nil {
 			out, ok = dst[:start], false
@@ -232,7 +245,7 @@ func (er *eventRenderer) render(dst []byte, item any) (out []byte, ok bool) {
 		return dst[:start], false
 	}
 	dst = append(dst, "}}"...)
-	dst = escapeHTML(dst, start)
+	dst = jsonwrite.HTMLEscape(dst, start)
 	er.size = len(dst) - start
 	return dst, true
 }
@@ -264,8 +277,7 @@ func (er *eventRenderer) field(dst []byte, pf *planField, obj any) ([]byte, bool
 	case fEventAt:
 		return appendTime(dst, obj.(*switchboard.Event).At)
 	case fEventKind:
-		kind, err := (&integrationEventResolver{er.r}).Kind(er.ctx, obj.(*switchboard.Event))
-		return appendString(dst, kind), err == nil
+		return jsonwrite.GraphQLString(dst, string(obj.(*switchboard.Event).Kind)), true
 	case fEventIntegration:
 		in := obj.(*switchboard.Event).Integration
 		if in == nil {
@@ -283,7 +295,7 @@ func (er *eventRenderer) field(dst []byte, pf *planField, obj any) ([]byte, bool
 	case fIntID:
 		return appendString(dst, obj.(*switchboard.Integration).ID), true
 	case fIntProvider:
-		pv, err := (&integrationResolver{er.r}).Provider(er.ctx, obj.(*switchboard.Integration))
+		pv, err := er.svc.Provider(obj.(*switchboard.Integration).ProviderID)
 		if err != nil || pv == nil {
 			return dst, false
 		}
@@ -300,10 +312,7 @@ func (er *eventRenderer) field(dst []byte, pf *planField, obj any) ([]byte, bool
 		b := obj.(*switchboard.Integration).Badge()
 		return er.object(dst, pf.sub, &b)
 	case fIntActions:
-		actions, err := (&integrationResolver{er.r}).Actions(er.ctx, obj.(*switchboard.Integration))
-		if err != nil {
-			return dst, false
-		}
+		actions := er.svc.Actions(er.ctx, obj.(*switchboard.Integration))
 		dst = append(dst, '[')
 		for j, a := range actions {
 			if j > 0 {
@@ -343,20 +352,14 @@ func (er *eventRenderer) field(dst []byte, pf *planField, obj any) ([]byte, bool
 	case fIntLastSyncedAt:
 		return appendOptionalTime(dst, obj.(*switchboard.Integration).LastSyncedAt), true
 	case fIntSettings:
-		settings, err := (&integrationResolver{er.r}).Settings(er.ctx, obj.(*switchboard.Integration))
-		if err != nil {
-			return dst, false
-		}
+		settings := er.svc.Settings(obj.(*switchboard.Integration))
 		dst = append(dst, '[')
-		for j, st := range settings {
-			if st == nil {
-				return dst, false
-			}
+		for j := range settings {
 			if j > 0 {
 				dst = append(dst, ',')
 			}
 			var ok bool
-			if dst, ok = er.object(dst, pf.sub, st); !ok {
+			if dst, ok = er.object(dst, pf.sub, &settings[j]); !ok {
 				return dst, false
 			}
 		}
@@ -438,60 +441,21 @@ func (er *eventRenderer) field(dst []byte, pf *planField, obj any) ([]byte, bool
 	return dst, false
 }
 
-// ---- values, as gqlgen's marshalers write them ----
+// ---- values, as the resolvers and gqlgen's marshalers write them ----
 
-const hexDigits = "0123456789ABCDEF"
-
-// appendString is graphql.MarshalString: quotes, backslashes and control
-// characters escaped, everything else (invalid UTF-8 included) as is.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '\\' && c != '"' {
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '\t':
-			dst = append(dst, `\t`...)
-		case '\r':
-			dst = append(dst, `\r`...)
-		case '\n':
-			dst = append(dst, `\n`...)
-		case '\\':
-			dst = append(dst, `\\`...)
-		case '"':
-			dst = append(dst, `\"`...)
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
+// appendString is a String! (graphql.MarshalString).
+func appendString(dst []byte, s string) []byte { return jsonwrite.GraphQLString(dst, s) }
 
 // appendOptional is a nullable String whose resolver maps "" to null.
 func appendOptional(dst []byte, s string) []byte {
-	if p := optional(s); p != nil {
-		return appendString(dst, *p)
+	if s == "" {
+		return append(dst, "null"...)
 	}
-	return append(dst, "null"...)
+	return jsonwrite.GraphQLString(dst, s)
 }
 
 // appendStrings is a [String!]!: a nil slice is an empty list.
-func appendStrings(dst []byte, ss []string) []byte {
-	dst = append(dst, '[')
-	for i, s := range ss {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = appendString(dst, s)
-	}
-	return append(dst, ']')
-}
+func appendStrings(dst []byte, ss []string) []byte { return jsonwrite.GraphQLStrings(dst, ss) }
 
 // appendEnum is the domain enums' MarshalGQL (strconv.Quote) for values
 // that are plain names; anything else is left to gqlgen.
@@ -514,47 +478,20 @@ func appendRevision(dst []byte, r uint64) []byte {
 	return append(dst, '"')
 }
 
-// appendTime is graphql.MarshalTime for a non-null Time; the zero time is
-// null there, an error for a non-null field, and left to gqlgen.
+// appendTime is a Time!: graphql.MarshalTime, whose null for the zero
+// time is an error for a non-null field, left to gqlgen.
 func appendTime(dst []byte, t time.Time) ([]byte, bool) {
 	if t.IsZero() {
 		return dst, false
 	}
-	dst = append(dst, '"')
-	dst = t.AppendFormat(dst, time.RFC3339Nano)
-	return append(dst, '"'), true
+	return jsonwrite.GraphQLTime(dst, t), true
 }
 
+// appendOptionalTime is a nullable Time: null for nil and for the zero
+// time.
 func appendOptionalTime(dst []byte, t *time.Time) []byte {
-	if t == nil || t.IsZero() {
+	if t == nil {
 		return append(dst, "null"...)
 	}
-	dst = append(dst, '"')
-	dst = t.AppendFormat(dst, time.RFC3339Nano)
-	return append(dst, '"')
-}
-
-// escapeHTML does to dst[start:] what json.Marshal does to a response's
-// data: <, > and & become \u003c, \u003e and \u0026, and U+2028 and
-// U+2029 are escaped too. Most events hold none of them.
-func escapeHTML(dst []byte, start int) []byte {
-	b := dst[start:]
-	if !needsHTMLEscape(b) {
-		return dst
-	}
-	var buf bytes.Buffer
-	json.HTMLEscape(&buf, b)
-	return append(dst[:start], buf.Bytes()...)
-}
-
-func needsHTMLEscape(b []byte) bool {
-	for i, c := range b {
-		switch {
-		case c == '<' || c == '>' || c == '&':
-			return true
-		case c == 0xE2 && i+2 < len(b) && b[i+1] == 0x80 && b[i+2]&^1 == 0xA8:
-			return true
-		}
-	}
-	return false
+	return jsonwrite.GraphQLTime(dst, *t)
 }

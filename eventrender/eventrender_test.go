@@ -1,4 +1,4 @@
-package resolvers
+package eventrender
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/bont/switchboard/graph"
 	"github.com/bont/switchboard/oauthflow"
+	"github.com/bont/switchboard/resolvers"
 	"github.com/bont/switchboard/switchboard"
 )
 
@@ -32,7 +33,7 @@ import (
 // diffRoot is the real resolvers, with a subscription that serves the
 // events the test sends.
 type diffRoot struct {
-	*Resolver
+	*resolvers.Resolver
 	events chan *switchboard.Event
 }
 
@@ -69,7 +70,7 @@ func newDiffer(t testing.TB) *differ {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root := &diffRoot{Resolver: &Resolver{Service: &switchboard.Service{Catalogue: reg}}, events: make(chan *switchboard.Event, 1)}
+	root := &diffRoot{Resolver: &resolvers.Resolver{Service: &switchboard.Service{Catalogue: reg}}, events: make(chan *switchboard.Event, 1)}
 	es := graph.NewExecutableSchema(graph.Config{Resolvers: root})
 	return &differ{t: t, root: root, exec: executor.New(es), schema: es.Schema()}
 }
@@ -95,7 +96,7 @@ func (d *differ) prepare(p *switchboard.Principal, query string, vars map[string
 	ctx = graphql.WithOperationContext(ctx, rc)
 	responses, ctx := d.exec.DispatchOperation(ctx, rc)
 	op := &operation{query: query, vars: vars, ctx: ctx, responses: responses}
-	if r := d.root.EventRenderer(ctx, rc); r != nil {
+	if r := Compile(ctx, d.root.Service, rc); r != nil {
 		op.fast = r
 	}
 	return op, true
@@ -279,8 +280,9 @@ func (p panicky) Provider(id string) (*switchboard.Provider, bool) {
 	return p.Catalogue.Provider(id)
 }
 
-// A resolver that panics under the renderer hands the event to gqlgen,
-// which recovers as it always did; the renderer's buffer is left as given.
+// A panic in the domain under the renderer hands the event to gqlgen,
+// which recovers as it does for a resolver; the renderer's buffer is left
+// as given.
 func TestEventRendererLeavesPanicsToExecutor(t *testing.T) {
 	d := newDiffer(t)
 	d.root.Service.Catalogue = panicky{d.root.Service.Catalogue}
@@ -582,7 +584,7 @@ func genEvent(rng *rand.Rand, viewer *switchboard.Principal) (*switchboard.Event
 // page's card with the resolver-backed provider and actions. Compare the
 // two in one run:
 //
-//	go test -run '^$' -bench EventRender -benchmem ./resolvers
+//	go test -run '^$' -bench EventRender -benchmem ./eventrender
 func BenchmarkEventRender(b *testing.B) {
 	selections := []struct{ name, query string }{
 		{"card", `subscription($after: Revision) { integrationEvents(afterRevision: $after) {
@@ -627,7 +629,7 @@ func BenchmarkEventRender(b *testing.B) {
 // Arbitrary strings and times in the fields an event carries: whatever
 // the renderer renders equals gqlgen's output.
 //
-//	go test -run '^$' -fuzz FuzzEventRender -fuzztime 30s ./resolvers
+//	go test -run '^$' -fuzz FuzzEventRender -fuzztime 30s ./eventrender
 func FuzzEventRender(f *testing.F) {
 	for _, s := range stringPieces {
 		f.Add(s, "<&>"+s, int64(1700000000), int64(123456789), 3600)
