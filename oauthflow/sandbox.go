@@ -247,7 +247,7 @@ var sandboxEndpoints = []string{"authorize", "token", "revoke", "userinfo"}
 // NewSandbox builds a sandbox.
 func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	if err := checkURL(cfg.BaseURL); err != nil {
+	if err := CheckURL(cfg.BaseURL); err != nil {
 		return nil, fmt.Errorf("oauthflow: sandbox base URL: %w", err)
 	}
 	if cfg.ClientID == "" || cfg.ClientSecret == "" {
@@ -263,7 +263,7 @@ func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
 		return nil, fmt.Errorf("oauthflow: sandbox needs at least one redirect URI")
 	}
 	for _, u := range cfg.RedirectURIs {
-		if err := checkURL(u); err != nil {
+		if err := CheckURL(u); err != nil {
 			return nil, fmt.Errorf("oauthflow: sandbox redirect URI: %w", err)
 		}
 	}
