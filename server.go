@@ -33,6 +33,7 @@ import (
 	"github.com/bont/switchboard/httpapi"
 	"github.com/bont/switchboard/metrics"
 	"github.com/bont/switchboard/oauthflow"
+	"github.com/bont/switchboard/oauthflow/sandbox"
 	"github.com/bont/switchboard/seal"
 	"github.com/bont/switchboard/switchboard"
 	"github.com/bont/switchboard/web"
@@ -176,7 +177,7 @@ type Main struct {
 	renders   gqlws.RenderCounts
 	service   *switchboard.Service
 	refresher *switchboard.Refresher
-	sandbox   *oauthflow.Sandbox
+	sandbox   *sandbox.Server
 	signin    *web.LoginCodes // dev mode
 	server    *http.Server
 	admin     *http.Server
@@ -293,7 +294,7 @@ func (m *Main) Run(ctx context.Context) error {
 		// secret is no secret worth keeping.
 		const clientID, secret = "switchboard-dev", "sandbox-dev-secret"
 		const mailClientID, mailSecret = "switchboard-dev-mail", "sandbox-dev-mail-secret"
-		m.sandbox, err = oauthflow.NewSandbox(oauthflow.SandboxConfig{
+		m.sandbox, err = sandbox.New(sandbox.Config{
 			BaseURL:          m.URL + "/sandbox",
 			ClientID:         clientID,
 			ClientSecret:     secret,

@@ -1,4 +1,4 @@
-package oauthflow
+package sandbox
 
 import (
 	"crypto/rand"
@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bont/switchboard/oauthflow"
 	"github.com/bont/switchboard/switchboard"
 )
 
@@ -29,65 +30,65 @@ const (
 
 // The sandbox's two products, each a client registration of its own.
 const (
-	SandboxCRMName  = "Sandbox CRM"
-	SandboxMailName = "Sandbox Mail"
+	CRMName  = "Sandbox CRM"
+	MailName = "Sandbox Mail"
 )
 
 var (
-	sandboxCRMScopes  = []string{ScopeContactsRead, ScopeDealsRead}
-	sandboxMailScopes = []string{ScopeMailRead, ScopeCalendarRead}
+	crmScopes  = []string{ScopeContactsRead, ScopeDealsRead}
+	mailScopes = []string{ScopeMailRead, ScopeCalendarRead}
 )
 
 // Sandbox lifetimes and limits.
 const (
-	DefaultSandboxAccessTokenTTL = 15 * time.Minute
-	sandboxCodeTTL               = time.Minute
-	sandboxMaxForm               = 64 << 10
-	// sandboxKeepRotated bounds how many used refresh tokens a grant
+	DefaultAccessTokenTTL = 15 * time.Minute
+	codeTTL               = time.Minute
+	maxForm               = 64 << 10
+	// keepRotated bounds how many used refresh tokens a grant
 	// remembers for reuse detection.
-	sandboxKeepRotated = 64
+	keepRotated = 64
 )
 
-// SandboxAccount is a demo account of the sandbox provider.
-type SandboxAccount struct {
+// Account is a demo account of the sandbox provider.
+type Account struct {
 	Sub    string
 	Name   string
 	Email  string
 	Scopes []string // what this account may grant
 }
 
-var sandboxAccounts = []SandboxAccount{
+var accounts = []Account{
 	{Sub: "sbx-1001-ada", Name: "Ada Lovelace", Email: "ada@sandbox.test", Scopes: []string{ScopeContactsRead, ScopeDealsRead, ScopeMailRead, ScopeCalendarRead}},
 	{Sub: "sbx-1002-grace", Name: "Grace Hopper", Email: "grace@sandbox.test", Scopes: []string{ScopeContactsRead, ScopeDealsRead, ScopeMailRead, ScopeCalendarRead}},
 	// Lin Ited models a user who lost scopes: deals and calendar.
 	{Sub: "sbx-1003-limited", Name: "Lin Ited", Email: "limited@sandbox.test", Scopes: []string{ScopeContactsRead, ScopeMailRead}},
 }
 
-// SandboxAccounts lists the sandbox's demo accounts.
-func SandboxAccounts() []SandboxAccount {
-	out := make([]SandboxAccount, len(sandboxAccounts))
-	for i, a := range sandboxAccounts {
+// Accounts lists the sandbox's demo accounts.
+func Accounts() []Account {
+	out := make([]Account, len(accounts))
+	for i, a := range accounts {
 		a.Scopes = slices.Clone(a.Scopes)
 		out[i] = a
 	}
 	return out
 }
 
-func sandboxAccount(email string) *SandboxAccount {
-	for i := range sandboxAccounts {
-		if strings.EqualFold(sandboxAccounts[i].Email, email) {
-			return &sandboxAccounts[i]
+func account(email string) *Account {
+	for i := range accounts {
+		if strings.EqualFold(accounts[i].Email, email) {
+			return &accounts[i]
 		}
 	}
 	return nil
 }
 
-// SandboxProvider returns the catalogue entry for the CRM product of a
+// CRMProvider returns the catalogue entry for the CRM product of a
 // sandbox served at baseURL (e.g. http://127.0.0.1:8080/sandbox).
-func SandboxProvider(baseURL, clientID, secret string) ProviderConfig {
-	p := sandboxProduct(baseURL, clientID, secret)
-	p.ID, p.Name, p.Category = "sandbox", SandboxCRMName, switchboard.CategoryCRM
-	p.Scopes = slices.Clone(sandboxCRMScopes)
+func CRMProvider(baseURL, clientID, secret string) oauthflow.ProviderConfig {
+	p := productEntry(baseURL, clientID, secret)
+	p.ID, p.Name, p.Category = "sandbox", CRMName, switchboard.CategoryCRM
+	p.Scopes = slices.Clone(crmScopes)
 	p.SettingDefinitions = []switchboard.SettingDefinition{
 		{Key: "sync_interval_minutes", Label: "Sync interval (minutes)", Type: switchboard.SettingInteger, Default: "15", Min: 5, Max: 1440},
 		{Key: "sync_deals", Label: "Sync deals", Type: switchboard.SettingBoolean, Default: "true"},
@@ -96,13 +97,13 @@ func SandboxProvider(baseURL, clientID, secret string) ProviderConfig {
 	return p
 }
 
-// SandboxMailProvider returns the catalogue entry for the mail and calendar
+// MailProvider returns the catalogue entry for the mail and calendar
 // product of the same sandbox: a personal integration (EMAIL_CALENDAR) that
 // each user connects for themselves. It has its own client registration.
-func SandboxMailProvider(baseURL, clientID, secret string) ProviderConfig {
-	p := sandboxProduct(baseURL, clientID, secret)
-	p.ID, p.Name, p.Category = "sandbox-mail", SandboxMailName, switchboard.CategoryEmailCalendar
-	p.Scopes = slices.Clone(sandboxMailScopes)
+func MailProvider(baseURL, clientID, secret string) oauthflow.ProviderConfig {
+	p := productEntry(baseURL, clientID, secret)
+	p.ID, p.Name, p.Category = "sandbox-mail", MailName, switchboard.CategoryEmailCalendar
+	p.Scopes = slices.Clone(mailScopes)
 	p.SettingDefinitions = []switchboard.SettingDefinition{
 		{Key: "calendar_sync_days", Label: "Calendar sync window (days)", Type: switchboard.SettingInteger, Default: "30", Min: 1, Max: 365},
 		{Key: "include_shared_calendars", Label: "Include shared calendars", Type: switchboard.SettingBoolean, Default: "false"},
@@ -110,24 +111,24 @@ func SandboxMailProvider(baseURL, clientID, secret string) ProviderConfig {
 	return p
 }
 
-// sandboxProduct is what every product of a sandbox shares: its
+// productEntry is what every product of a sandbox shares: its
 // endpoints, identity fields and client authentication.
-func sandboxProduct(baseURL, clientID, secret string) ProviderConfig {
+func productEntry(baseURL, clientID, secret string) oauthflow.ProviderConfig {
 	base := strings.TrimRight(baseURL, "/")
-	return ProviderConfig{
+	return oauthflow.ProviderConfig{
 		ClientID:     clientID,
 		ClientSecret: secret,
 		AuthURL:      base + "/authorize",
 		TokenURL:     base + "/token",
 		RevokeURL:    base + "/revoke",
 		UserinfoURL:  base + "/userinfo",
-		Identity:     IdentityFields{ID: "sub", Name: "name", Email: "email"},
-		AuthStyle:    AuthStyleHeader,
+		Identity:     oauthflow.IdentityFields{ID: "sub", Name: "name", Email: "email"},
+		AuthStyle:    oauthflow.AuthStyleHeader,
 	}
 }
 
-// SandboxConfig configures a Sandbox.
-type SandboxConfig struct {
+// Config configures a Server.
+type Config struct {
 	// BaseURL is where the sandbox is served, without a trailing slash
 	// (e.g. http://127.0.0.1:8080/sandbox). Its path is the prefix the
 	// handler strips, so it may be mounted with or without
@@ -143,12 +144,12 @@ type SandboxConfig struct {
 	MailClientSecret string
 	// RedirectURIs are the registered redirect URIs, matched exactly.
 	RedirectURIs []string
-	// AccessTokenTTL defaults to DefaultSandboxAccessTokenTTL.
+	// AccessTokenTTL defaults to DefaultAccessTokenTTL.
 	AccessTokenTTL time.Duration
 	// Now defaults to time.Now.
 	Now func() time.Time
 	// StateFile, when set, keeps grants and tokens (as hashes) across
-	// restarts; see sandbox_state.go.
+	// restarts; see state.go.
 	StateFile string
 	// OnGrantChange, when set, is called after grants are revoked or their
 	// access tokens expired (console or Go API), as a provider's
@@ -156,45 +157,45 @@ type SandboxConfig struct {
 	OnGrantChange func()
 }
 
-// Sandbox is a small OAuth 2.0 authorization server with demo accounts:
+// Server is a small OAuth 2.0 authorization server with demo accounts:
 // authorization code with PKCE S256 (required), rotating refresh tokens
 // with reuse detection, RFC 7009 revocation and a userinfo endpoint, plus a
 // console page to revoke grants and expire tokens, and fault injection for
-// tests. Everything lives in memory, and in SandboxConfig.StateFile when
+// tests. Everything lives in memory, and in Config.StateFile when
 // set. It is safe for concurrent use.
 //
 // Paths below BaseURL: GET/POST /authorize, POST /token, POST /revoke,
 // GET /userinfo, GET / (console), POST /console/revoke, POST
 // /console/expire.
-type Sandbox struct {
-	cfg      SandboxConfig
+type Server struct {
+	cfg      Config
 	basePath string
 	origin   string
-	clients  []*sbxClient // the CRM client first
+	clients  []*clientReg // the CRM client first
 
 	mu     sync.Mutex
-	codes  map[string]*sbxCode    // by token hash
-	grants map[string]*sbxGrant   // by grant id
-	access map[string]*sbxAccess  // by token hash
-	rtoks  map[string]*sbxRefresh // by token hash
-	faults map[string]*sbxFault
+	codes  map[string]*authCode   // by token hash
+	grants map[string]*grant      // by grant id
+	access map[string]*accessTok  // by token hash
+	rtoks  map[string]*refreshTok // by token hash
+	faults map[string]*fault
 	calls  map[string]int
 	hold   chan struct{}
 	seq    int
 }
 
-// sbxClient is a client registration: which product it signs in to and
+// clientReg is a client registration: which product it signs in to and
 // the scopes it may ask for. Codes, grants and tokens are bound to the
 // client they were issued to.
-type sbxClient struct {
+type clientReg struct {
 	id, secret string
 	product    string
 	scopes     []string
 }
 
-type sbxCode struct {
-	client      *sbxClient
-	account     *SandboxAccount
+type authCode struct {
+	client      *clientReg
+	account     *Account
 	scopes      []string
 	redirectURI string
 	challenge   string
@@ -203,10 +204,10 @@ type sbxCode struct {
 	grantID     string // set once exchanged
 }
 
-type sbxGrant struct {
+type grant struct {
 	id        string
-	client    *sbxClient
-	account   *SandboxAccount
+	client    *clientReg
+	account   *Account
 	scopes    []string
 	created   time.Time
 	refreshes int
@@ -214,24 +215,24 @@ type sbxGrant struct {
 	rtoks     []string // token hashes, oldest first; the last is current
 }
 
-type sbxAccess struct {
+type accessTok struct {
 	grantID string
 	scopes  []string
 	expires time.Time
 }
 
-type sbxRefresh struct {
+type refreshTok struct {
 	grantID string
 	used    bool
 }
 
-type sbxFault struct {
+type fault struct {
 	status int
 	times  int
 }
 
-// SandboxGrant describes an active grant, for the console and tests.
-type SandboxGrant struct {
+// Grant describes an active grant, for the console and tests.
+type Grant struct {
 	ID           string
 	Product      string // Sandbox CRM or Sandbox Mail
 	Email        string
@@ -242,12 +243,12 @@ type SandboxGrant struct {
 	AccessExpiry time.Time // latest expiry of its access tokens; zero if none is live
 }
 
-var sandboxEndpoints = []string{"authorize", "token", "revoke", "userinfo"}
+var endpoints = []string{"authorize", "token", "revoke", "userinfo"}
 
-// NewSandbox builds a sandbox.
-func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
+// New builds a sandbox.
+func New(cfg Config) (*Server, error) {
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	if err := CheckURL(cfg.BaseURL); err != nil {
+	if err := oauthflow.CheckURL(cfg.BaseURL); err != nil {
 		return nil, fmt.Errorf("oauthflow: sandbox base URL: %w", err)
 	}
 	if cfg.ClientID == "" || cfg.ClientSecret == "" {
@@ -263,32 +264,32 @@ func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
 		return nil, fmt.Errorf("oauthflow: sandbox needs at least one redirect URI")
 	}
 	for _, u := range cfg.RedirectURIs {
-		if err := CheckURL(u); err != nil {
+		if err := oauthflow.CheckURL(u); err != nil {
 			return nil, fmt.Errorf("oauthflow: sandbox redirect URI: %w", err)
 		}
 	}
 	cfg.RedirectURIs = slices.Clone(cfg.RedirectURIs)
 	if cfg.AccessTokenTTL <= 0 {
-		cfg.AccessTokenTTL = DefaultSandboxAccessTokenTTL
+		cfg.AccessTokenTTL = DefaultAccessTokenTTL
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	u, _ := url.Parse(cfg.BaseURL)
-	s := &Sandbox{
+	s := &Server{
 		cfg:      cfg,
 		basePath: strings.TrimRight(u.Path, "/"),
 		origin:   u.Scheme + "://" + u.Host,
-		codes:    map[string]*sbxCode{},
-		grants:   map[string]*sbxGrant{},
-		access:   map[string]*sbxAccess{},
-		rtoks:    map[string]*sbxRefresh{},
-		faults:   map[string]*sbxFault{},
+		codes:    map[string]*authCode{},
+		grants:   map[string]*grant{},
+		access:   map[string]*accessTok{},
+		rtoks:    map[string]*refreshTok{},
+		faults:   map[string]*fault{},
 		calls:    map[string]int{},
-		clients:  []*sbxClient{{id: cfg.ClientID, secret: cfg.ClientSecret, product: SandboxCRMName, scopes: sandboxCRMScopes}},
+		clients:  []*clientReg{{id: cfg.ClientID, secret: cfg.ClientSecret, product: CRMName, scopes: crmScopes}},
 	}
 	if cfg.MailClientID != "" {
-		s.clients = append(s.clients, &sbxClient{id: cfg.MailClientID, secret: cfg.MailClientSecret, product: SandboxMailName, scopes: sandboxMailScopes})
+		s.clients = append(s.clients, &clientReg{id: cfg.MailClientID, secret: cfg.MailClientSecret, product: MailName, scopes: mailScopes})
 	}
 	if err := s.loadState(); err != nil {
 		return nil, err
@@ -297,24 +298,24 @@ func NewSandbox(cfg SandboxConfig) (*Sandbox, error) {
 }
 
 // Provider returns the catalogue entry for this sandbox's CRM.
-func (s *Sandbox) Provider() ProviderConfig {
-	return SandboxProvider(s.cfg.BaseURL, s.cfg.ClientID, s.cfg.ClientSecret)
+func (s *Server) Provider() oauthflow.ProviderConfig {
+	return CRMProvider(s.cfg.BaseURL, s.cfg.ClientID, s.cfg.ClientSecret)
 }
 
 // MailProvider returns the catalogue entry for this sandbox's mail client;
 // ok is false when none is registered.
-func (s *Sandbox) MailProvider() (p ProviderConfig, ok bool) {
+func (s *Server) MailProvider() (p oauthflow.ProviderConfig, ok bool) {
 	if s.cfg.MailClientID == "" {
-		return ProviderConfig{}, false
+		return oauthflow.ProviderConfig{}, false
 	}
-	return SandboxMailProvider(s.cfg.BaseURL, s.cfg.MailClientID, s.cfg.MailClientSecret), true
+	return MailProvider(s.cfg.BaseURL, s.cfg.MailClientID, s.cfg.MailClientSecret), true
 }
 
 // client returns the registration with that id, or nil. Every registration
 // is compared, in constant time, so the answer's timing does not tell which
 // ids exist.
-func (s *Sandbox) client(id string) *sbxClient {
-	var found *sbxClient
+func (s *Server) client(id string) *clientReg {
+	var found *clientReg
 	for _, c := range s.clients {
 		if subtle.ConstantTimeCompare([]byte(id), []byte(c.id)) == 1 {
 			found = c
@@ -325,7 +326,7 @@ func (s *Sandbox) client(id string) *sbxClient {
 
 // clientByID maps a persisted client id to its registration; an empty id
 // (state written before the sandbox had two clients) is the CRM client.
-func (s *Sandbox) clientByID(id string) *sbxClient {
+func (s *Server) clientByID(id string) *clientReg {
 	if id == "" {
 		return s.clients[0]
 	}
@@ -337,7 +338,7 @@ func (s *Sandbox) clientByID(id string) *sbxClient {
 	return nil
 }
 
-func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	if p == s.basePath || (s.basePath != "" && strings.HasPrefix(p, s.basePath+"/")) {
 		p = strings.TrimPrefix(p, s.basePath)
@@ -379,7 +380,7 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // count records a call and answers an injected fault, returning false when
 // it did.
-func (s *Sandbox) count(w http.ResponseWriter, endpoint string) bool {
+func (s *Server) count(w http.ResponseWriter, endpoint string) bool {
 	s.mu.Lock()
 	s.calls[endpoint]++
 	f := s.faults[endpoint]
@@ -406,19 +407,19 @@ func (s *Sandbox) count(w http.ResponseWriter, endpoint string) bool {
 // InjectFault makes the next times requests to endpoint ("authorize",
 // "token", "revoke" or "userinfo") answer status with an OAuth error body.
 // It replaces an earlier fault for that endpoint; times 0 clears it.
-func (s *Sandbox) InjectFault(endpoint string, status, times int) {
-	if !slices.Contains(sandboxEndpoints, endpoint) {
+func (s *Server) InjectFault(endpoint string, status, times int) {
+	if !slices.Contains(endpoints, endpoint) {
 		panic(fmt.Sprintf("oauthflow: sandbox has no endpoint %q", endpoint))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults[endpoint] = &sbxFault{status: status, times: times}
+	s.faults[endpoint] = &fault{status: status, times: times}
 }
 
 // HoldRevocations makes revocation requests wait (after being counted)
 // until release is called or the request's context ends; a request whose
 // context ends first revokes nothing. release may be called more than once.
-func (s *Sandbox) HoldRevocations() (release func()) {
+func (s *Server) HoldRevocations() (release func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.hold == nil {
@@ -439,20 +440,20 @@ func (s *Sandbox) HoldRevocations() (release func()) {
 }
 
 // Calls returns how many requests endpoint has received, faults included.
-func (s *Sandbox) Calls(endpoint string) int {
+func (s *Server) Calls(endpoint string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.calls[endpoint]
 }
 
 // Grants lists the active grants, oldest first.
-func (s *Sandbox) Grants() []SandboxGrant {
+func (s *Server) Grants() []Grant {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.cfg.Now()
-	out := make([]SandboxGrant, 0, len(s.grants))
+	out := make([]Grant, 0, len(s.grants))
 	for _, g := range s.grants {
-		sg := SandboxGrant{ID: g.id, Product: g.client.product, Email: g.account.Email, Name: g.account.Name, Scopes: slices.Clone(g.scopes), CreatedAt: g.created, Refreshes: g.refreshes}
+		sg := Grant{ID: g.id, Product: g.client.product, Email: g.account.Email, Name: g.account.Name, Scopes: slices.Clone(g.scopes), CreatedAt: g.created, Refreshes: g.refreshes}
 		for _, h := range g.access {
 			if a := s.access[h]; a != nil && a.expires.After(now) && a.expires.After(sg.AccessExpiry) {
 				sg.AccessExpiry = a.expires
@@ -471,7 +472,7 @@ func (s *Sandbox) Grants() []SandboxGrant {
 
 // RevokeAccount revokes every grant of the account with that email, as an
 // admin revoking the app at the provider would, and returns how many.
-func (s *Sandbox) RevokeAccount(email string) int {
+func (s *Server) RevokeAccount(email string) int {
 	defer s.grantsChanged()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -488,7 +489,7 @@ func (s *Sandbox) RevokeAccount(email string) int {
 // ExpireAccessTokens makes every access token of the account's grants
 // expire now; refresh tokens keep working. It returns how many grants were
 // touched.
-func (s *Sandbox) ExpireAccessTokens(email string) int {
+func (s *Server) ExpireAccessTokens(email string) int {
 	defer s.grantsChanged()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -502,7 +503,7 @@ func (s *Sandbox) ExpireAccessTokens(email string) int {
 	return n
 }
 
-func (s *Sandbox) expireGrantLocked(id string) {
+func (s *Server) expireGrantLocked(id string) {
 	g := s.grants[id]
 	if g == nil {
 		return
@@ -514,7 +515,7 @@ func (s *Sandbox) expireGrantLocked(id string) {
 	_ = s.saveLocked()
 }
 
-func (s *Sandbox) revokeGrantLocked(id string) {
+func (s *Server) revokeGrantLocked(id string) {
 	g := s.grants[id]
 	if g == nil {
 		return
@@ -530,7 +531,7 @@ func (s *Sandbox) revokeGrantLocked(id string) {
 }
 
 // sweepLocked drops expired codes and access tokens.
-func (s *Sandbox) sweepLocked(now time.Time) {
+func (s *Server) sweepLocked(now time.Time) {
 	for h, c := range s.codes {
 		if now.After(c.expires) {
 			delete(s.codes, h)
@@ -553,13 +554,13 @@ type authzRequest struct {
 	scopes                                                                   []string
 }
 
-func (s *Sandbox) authorize(w http.ResponseWriter, r *http.Request) {
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	var v url.Values
 	switch r.Method {
 	case http.MethodGet:
 		v = r.URL.Query()
 	case http.MethodPost:
-		r.Body = http.MaxBytesReader(w, r.Body, sandboxMaxForm)
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 		if err := r.ParseForm(); err != nil {
 			s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
 			return
@@ -612,18 +613,18 @@ func (s *Sandbox) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	var acct *SandboxAccount
+	var acct *Account
 	if r.Method == http.MethodPost {
 		if v.Get("deny") != "" {
 			fail("access_denied", "the user denied access")
 			return
 		}
-		if acct = sandboxAccount(v.Get("account")); acct == nil {
+		if acct = account(v.Get("account")); acct == nil {
 			s.errorPage(w, http.StatusBadRequest, "Pick one of the demo accounts.")
 			return
 		}
 	} else if req.loginHint != "" {
-		acct = sandboxAccount(req.loginHint)
+		acct = account(req.loginHint)
 	}
 	if acct == nil {
 		s.chooser(w, client, req, v)
@@ -638,16 +639,16 @@ func (s *Sandbox) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	code := newToken()
 	s.mu.Lock()
-	s.codes[hashToken(code)] = &sbxCode{
+	s.codes[hashToken(code)] = &authCode{
 		client: client, account: acct, scopes: granted, redirectURI: req.redirectURI,
-		challenge: req.challenge, expires: s.cfg.Now().Add(sandboxCodeTTL),
+		challenge: req.challenge, expires: s.cfg.Now().Add(codeTTL),
 	}
 	s.mu.Unlock()
 	s.redirect(w, r, req.redirectURI, url.Values{"code": {code}, "state": {req.state}})
 }
 
-func (s *Sandbox) redirect(w http.ResponseWriter, r *http.Request, redirectURI string, params url.Values) {
-	u, _ := url.Parse(redirectURI) // registered URIs were checked in NewSandbox
+func (s *Server) redirect(w http.ResponseWriter, r *http.Request, redirectURI string, params url.Values) {
+	u, _ := url.Parse(redirectURI) // registered URIs were checked in New
 	q := u.Query()
 	for k, vs := range params {
 		if len(vs) > 0 && vs[0] != "" {
@@ -661,7 +662,7 @@ func (s *Sandbox) redirect(w http.ResponseWriter, r *http.Request, redirectURI s
 
 // ---- /token
 
-func (s *Sandbox) token(w http.ResponseWriter, r *http.Request) {
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	if r.Method != http.MethodPost {
@@ -689,8 +690,8 @@ func (s *Sandbox) token(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Sandbox) readForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
-	r.Body = http.MaxBytesReader(w, r.Body, sandboxMaxForm)
+func (s *Server) readForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	if err := r.ParseForm(); err != nil {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the form body could not be read")
 		return nil, false
@@ -701,7 +702,7 @@ func (s *Sandbox) readForm(w http.ResponseWriter, r *http.Request) (url.Values, 
 // authenticateClient accepts HTTP Basic (RFC 6749 §2.3.1, form-encoded
 // credentials) or client_id and client_secret in the body, not both, and
 // returns the client, or nil after answering the error.
-func (s *Sandbox) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) *sbxClient {
+func (s *Server) authenticateClient(w http.ResponseWriter, r *http.Request, form url.Values) *clientReg {
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		if form.Get("client_secret") != "" {
@@ -727,7 +728,7 @@ func (s *Sandbox) authenticateClient(w http.ResponseWriter, r *http.Request, for
 	return c
 }
 
-func (s *Sandbox) tokenFromCode(w http.ResponseWriter, client *sbxClient, form url.Values) {
+func (s *Server) tokenFromCode(w http.ResponseWriter, client *clientReg, form url.Values) {
 	code, verifier, redirectURI := form.Get("code"), form.Get("code_verifier"), form.Get("redirect_uri")
 	if code == "" || verifier == "" {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "code and code_verifier are required")
@@ -764,13 +765,13 @@ func (s *Sandbox) tokenFromCode(w http.ResponseWriter, client *sbxClient, form u
 		return
 	}
 	s.seq++
-	g := &sbxGrant{id: fmt.Sprintf("g%d", s.seq), client: client, account: c.account, scopes: c.scopes, created: now}
+	g := &grant{id: fmt.Sprintf("g%d", s.seq), client: client, account: c.account, scopes: c.scopes, created: now}
 	s.grants[g.id] = g
 	c.grantID = g.id
 	s.issueLocked(w, g, g.scopes, now)
 }
 
-func (s *Sandbox) tokenFromRefresh(w http.ResponseWriter, client *sbxClient, form url.Values) {
+func (s *Server) tokenFromRefresh(w http.ResponseWriter, client *clientReg, form url.Values) {
 	rt := form.Get("refresh_token")
 	if rt == "" {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "refresh_token is required")
@@ -816,14 +817,14 @@ func (s *Sandbox) tokenFromRefresh(w http.ResponseWriter, client *sbxClient, for
 
 // issueLocked mints an access token and a new refresh token for g and
 // writes the token response.
-func (s *Sandbox) issueLocked(w http.ResponseWriter, g *sbxGrant, scopes []string, now time.Time) {
+func (s *Server) issueLocked(w http.ResponseWriter, g *grant, scopes []string, now time.Time) {
 	at, rt := newToken(), newToken()
 	ah, rh := hashToken(at), hashToken(rt)
-	s.access[ah] = &sbxAccess{grantID: g.id, scopes: scopes, expires: now.Add(s.cfg.AccessTokenTTL)}
+	s.access[ah] = &accessTok{grantID: g.id, scopes: scopes, expires: now.Add(s.cfg.AccessTokenTTL)}
 	g.access = append(g.access, ah)
-	s.rtoks[rh] = &sbxRefresh{grantID: g.id}
+	s.rtoks[rh] = &refreshTok{grantID: g.id}
 	g.rtoks = append(g.rtoks, rh)
-	if len(g.rtoks) > sandboxKeepRotated {
+	if len(g.rtoks) > keepRotated {
 		delete(s.rtoks, g.rtoks[0])
 		g.rtoks = g.rtoks[1:]
 	}
@@ -843,7 +844,7 @@ func (s *Sandbox) issueLocked(w http.ResponseWriter, g *sbxGrant, scopes []strin
 
 // ---- /revoke
 
-func (s *Sandbox) revoke(w http.ResponseWriter, r *http.Request) {
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
@@ -893,7 +894,7 @@ func (s *Sandbox) revoke(w http.ResponseWriter, r *http.Request) {
 
 // ---- /userinfo
 
-func (s *Sandbox) userinfo(w http.ResponseWriter, r *http.Request) {
+func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
 		writeOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
@@ -908,7 +909,7 @@ func (s *Sandbox) userinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	a := s.access[hashToken(strings.TrimSpace(tok))]
-	var acct *SandboxAccount
+	var acct *Account
 	if a != nil && s.cfg.Now().Before(a.expires) {
 		if g := s.grants[a.grantID]; g != nil {
 			acct = g.account
@@ -926,7 +927,7 @@ func (s *Sandbox) userinfo(w http.ResponseWriter, r *http.Request) {
 
 // ---- console
 
-func (s *Sandbox) consoleAction(w http.ResponseWriter, r *http.Request, action string) {
+func (s *Server) consoleAction(w http.ResponseWriter, r *http.Request, action string) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		s.errorPage(w, http.StatusMethodNotAllowed, "Use the buttons on the sandbox console.")
@@ -937,7 +938,7 @@ func (s *Sandbox) consoleAction(w http.ResponseWriter, r *http.Request, action s
 		s.errorPage(w, http.StatusForbidden, "Cross-site requests to the sandbox console are refused.")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, sandboxMaxForm)
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	if err := r.ParseForm(); err != nil {
 		s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
 		return
@@ -955,7 +956,7 @@ func (s *Sandbox) consoleAction(w http.ResponseWriter, r *http.Request, action s
 }
 
 // grantsChanged tells OnGrantChange, outside the lock.
-func (s *Sandbox) grantsChanged() {
+func (s *Server) grantsChanged() {
 	if s.cfg.OnGrantChange != nil {
 		s.cfg.OnGrantChange()
 	}
