@@ -144,3 +144,31 @@ func (s *Server) formTargets() []string {
 	}
 	return out
 }
+
+func (s *Server) consoleAction(w http.ResponseWriter, r *http.Request, action string) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		s.errorPage(w, http.StatusMethodNotAllowed, "Use the buttons on the sandbox console.")
+		return
+	}
+	// The console's forms post from its own origin; refuse cross-site posts.
+	if o := r.Header.Get("Origin"); o != "" && o != s.origin {
+		s.errorPage(w, http.StatusForbidden, "Cross-site requests to the sandbox console are refused.")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if err := r.ParseForm(); err != nil {
+		s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	id := r.PostForm.Get("grant")
+	s.mu.Lock()
+	if action == "revoke" {
+		s.revokeGrantLocked(id)
+	} else {
+		s.expireGrantLocked(id)
+	}
+	s.mu.Unlock()
+	s.grantsChanged()
+	http.Redirect(w, r, s.basePath+"/", http.StatusSeeOther)
+}
