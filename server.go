@@ -185,6 +185,10 @@ type Main struct {
 	bg        sync.WaitGroup
 	draining  atomic.Bool
 	closed    sync.Once
+
+	// sandboxTesting, set by a test before Run, holds the dev sandbox's
+	// fault hooks; nil otherwise, and then the sandbox has none.
+	sandboxTesting *sandbox.Testing
 }
 
 // NewMain returns a Main with the defaults of `go run .`.
@@ -304,6 +308,7 @@ func (m *Main) Run(ctx context.Context) error {
 			// Grants survive restarts, so do sandbox connections.
 			StateFile:      filepath.Join(cfg.DataDir, "sandbox.json"),
 			AccessTokenTTL: cfg.SandboxAccessTokenTTL,
+			Testing:        m.sandboxTesting,
 			// Revoking or expiring in the sandbox console acts like a
 			// provider's deauthorization webhook: the refresher looks at
 			// the sandbox's connections at once, so the card flips

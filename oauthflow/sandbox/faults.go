@@ -1,11 +1,26 @@
 package sandbox
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
 	"sync"
 )
+
+// Testing is how a test breaks a sandbox on purpose: it injects faults,
+// holds revocations and counts the requests each endpoint receives. A
+// Server obeys one only when built with it (Config.Testing); production
+// code builds none, so it has no fault to trip on and no hook to call. Its
+// zero value is ready to use, and Servers built with the same Testing
+// share its faults and counts (a test that restarts the sandbox keeps
+// them). It is safe for concurrent use.
+type Testing struct {
+	mu     sync.Mutex
+	faults map[string]*fault
+	calls  map[string]int
+	hold   chan struct{}
+}
 
 type fault struct {
 	status int
@@ -14,18 +29,24 @@ type fault struct {
 
 var endpoints = []string{"authorize", "token", "revoke", "userinfo"}
 
-// count records a call and answers an injected fault, returning false when
-// it did.
-func (s *Server) count(w http.ResponseWriter, endpoint string) bool {
-	s.mu.Lock()
-	s.calls[endpoint]++
-	f := s.faults[endpoint]
+// intercept records a call and answers an injected fault, returning false
+// when it did. A nil Testing records nothing and returns true.
+func (t *Testing) intercept(w http.ResponseWriter, endpoint string) bool {
+	if t == nil {
+		return true
+	}
+	t.mu.Lock()
+	if t.calls == nil {
+		t.calls = map[string]int{}
+	}
+	t.calls[endpoint]++
+	f := t.faults[endpoint]
 	status := 0
 	if f != nil && f.times > 0 {
 		f.times--
 		status = f.status
 	}
-	s.mu.Unlock()
+	t.mu.Unlock()
 	if status == 0 {
 		return true
 	}
@@ -40,44 +61,67 @@ func (s *Server) count(w http.ResponseWriter, endpoint string) bool {
 	return false
 }
 
+// waitRevocation blocks while revocations are held, and returns false when
+// ctx ends first. A nil Testing returns true at once.
+func (t *Testing) waitRevocation(ctx context.Context) bool {
+	if t == nil {
+		return true
+	}
+	t.mu.Lock()
+	hold := t.hold
+	t.mu.Unlock()
+	if hold == nil {
+		return true
+	}
+	select {
+	case <-hold:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // InjectFault makes the next times requests to endpoint ("authorize",
 // "token", "revoke" or "userinfo") answer status with an OAuth error body.
 // It replaces an earlier fault for that endpoint; times 0 clears it.
-func (s *Server) InjectFault(endpoint string, status, times int) {
+func (t *Testing) InjectFault(endpoint string, status, times int) {
 	if !slices.Contains(endpoints, endpoint) {
 		panic(fmt.Sprintf("oauthflow: sandbox has no endpoint %q", endpoint))
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults[endpoint] = &fault{status: status, times: times}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.faults == nil {
+		t.faults = map[string]*fault{}
+	}
+	t.faults[endpoint] = &fault{status: status, times: times}
 }
 
 // HoldRevocations makes revocation requests wait (after being counted)
 // until release is called or the request's context ends; a request whose
 // context ends first revokes nothing. release may be called more than once.
-func (s *Server) HoldRevocations() (release func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.hold == nil {
-		s.hold = make(chan struct{})
+func (t *Testing) HoldRevocations() (release func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.hold == nil {
+		t.hold = make(chan struct{})
 	}
-	ch := s.hold
+	ch := t.hold
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			s.mu.Lock()
-			if s.hold == ch {
-				s.hold = nil
+			t.mu.Lock()
+			if t.hold == ch {
+				t.hold = nil
 			}
-			s.mu.Unlock()
+			t.mu.Unlock()
 			close(ch)
 		})
 	}
 }
 
 // Calls returns how many requests endpoint has received, faults included.
-func (s *Server) Calls(endpoint string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls[endpoint]
+func (t *Testing) Calls(endpoint string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.calls[endpoint]
 }

@@ -30,6 +30,7 @@ const (
 type testEnv struct {
 	srv      *httptest.Server
 	sb       *Server
+	hooks    *Testing // the sandbox's fault hooks
 	reg      *oauthflow.Registry
 	callback string
 	browser  *http.Client
@@ -41,11 +42,13 @@ func newTestEnv(t *testing.T) *testEnv {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	callback := srv.URL + "/oauth/callback"
+	hooks := new(Testing)
 	sb, err := New(Config{
 		BaseURL:      srv.URL + "/sandbox",
 		ClientID:     testClientID,
 		ClientSecret: testSecret,
 		RedirectURIs: []string{callback, srv.URL + "/other/callback"},
+		Testing:      hooks,
 	})
 	if err != nil {
 		t.Fatalf("New: got %v; want nil", err)
@@ -53,7 +56,7 @@ func newTestEnv(t *testing.T) *testEnv {
 	mux.Handle("/sandbox/", sb)
 	reg := newRegistry(t, callback, CRMProvider(srv.URL+"/sandbox", testClientID, testSecret))
 	return &testEnv{
-		srv: srv, sb: sb, reg: reg, callback: callback,
+		srv: srv, sb: sb, hooks: hooks, reg: reg, callback: callback,
 		browser: &http.Client{
 			Timeout:       5 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -407,7 +410,7 @@ func TestRevokeThenRefresh(t *testing.T) {
 	if err := e.reg.Revoke(ctx, "sandbox", &g.Tokens); err != nil {
 		t.Fatalf("Revoke: got %v; want nil", err)
 	}
-	if got := e.sb.Calls("revoke"); got != 1 {
+	if got := e.hooks.Calls("revoke"); got != 1 {
 		t.Errorf("revoke calls: got %d; want 1", got)
 	}
 	_, err := e.reg.Refresh(ctx, "sandbox", &g.Tokens)
@@ -438,7 +441,7 @@ func TestFaults(t *testing.T) {
 	ctx := context.Background()
 	g := e.connect(t, "ada@sandbox.test")
 
-	e.sb.InjectFault("token", http.StatusTooManyRequests, 1)
+	e.hooks.InjectFault("token", http.StatusTooManyRequests, 1)
 	_, err := e.reg.Refresh(ctx, "sandbox", &g.Tokens)
 	wantCode(t, err, switchboard.EUNAVAILABLE)
 	// The fault answered before the refresh token was looked at.
@@ -447,11 +450,11 @@ func TestFaults(t *testing.T) {
 		t.Fatalf("Refresh after 429: got %v; want nil", err)
 	}
 
-	e.sb.InjectFault("token", http.StatusBadGateway, 1)
+	e.hooks.InjectFault("token", http.StatusBadGateway, 1)
 	_, err = e.reg.Refresh(ctx, "sandbox", next)
 	wantCode(t, err, switchboard.EUNAVAILABLE)
 
-	e.sb.InjectFault("revoke", http.StatusServiceUnavailable, 1)
+	e.hooks.InjectFault("revoke", http.StatusServiceUnavailable, 1)
 	err = e.reg.Revoke(ctx, "sandbox", next)
 	wantCode(t, err, switchboard.EUNAVAILABLE)
 	if got := len(e.sb.Grants()); got != 1 {
@@ -463,18 +466,18 @@ func TestFaults(t *testing.T) {
 	if got := len(e.sb.Grants()); got != 0 {
 		t.Errorf("grants after revoke: got %d; want 0", got)
 	}
-	if got := e.sb.Calls("revoke"); got != 2 {
+	if got := e.hooks.Calls("revoke"); got != 2 {
 		t.Errorf("revoke calls: got %d; want 2", got)
 	}
 
 	// A userinfo outage during the exchange is transient too.
-	e.sb.InjectFault("userinfo", http.StatusServiceUnavailable, 1)
+	e.hooks.InjectFault("userinfo", http.StatusServiceUnavailable, 1)
 	code, verifier := e.authorize(t, e.reg, "ada@sandbox.test")
 	_, err = e.reg.Exchange(ctx, "sandbox", code, verifier)
 	wantCode(t, err, switchboard.EUNAVAILABLE)
 
 	// A revocation refused with 400 is the provider's refusal.
-	e.sb.InjectFault("revoke", http.StatusBadRequest, 1)
+	e.hooks.InjectFault("revoke", http.StatusBadRequest, 1)
 	err = e.reg.Revoke(ctx, "sandbox", &switchboard.TokenSet{RefreshToken: "whatever"})
 	wantCode(t, err, switchboard.EINVALID)
 }
@@ -483,11 +486,11 @@ func TestHoldRevocations(t *testing.T) {
 	e := newTestEnv(t)
 	g := e.connect(t, "ada@sandbox.test")
 
-	release := e.sb.HoldRevocations()
+	release := e.hooks.HoldRevocations()
 	done := make(chan error, 1)
 	go func() { done <- e.reg.Revoke(context.Background(), "sandbox", &g.Tokens) }()
 	deadline := time.Now().Add(5 * time.Second)
-	for e.sb.Calls("revoke") == 0 {
+	for e.hooks.Calls("revoke") == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("revoke calls: got 0; want 1 within 5s")
 		}
@@ -512,7 +515,7 @@ func TestHoldRevocations(t *testing.T) {
 
 	// A held revocation whose caller gives up is transient.
 	g = e.connect(t, "grace@sandbox.test")
-	release = e.sb.HoldRevocations()
+	release = e.hooks.HoldRevocations()
 	defer release()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()

@@ -25,15 +25,8 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "token is required")
 		return
 	}
-	s.mu.Lock()
-	hold := s.hold
-	s.mu.Unlock()
-	if hold != nil {
-		select {
-		case <-hold:
-		case <-r.Context().Done():
-			return
-		}
+	if !s.cfg.Testing.waitRevocation(r.Context()) {
+		return
 	}
 	h := hashToken(tok)
 	s.mu.Lock()

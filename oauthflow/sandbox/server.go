@@ -56,14 +56,17 @@ type Config struct {
 	// access tokens expired (console or Go API), as a provider's
 	// deauthorization webhook would be, so the gateway can look at once.
 	OnGrantChange func()
+	// Testing, when set, lets a test inject faults, hold revocations and
+	// count calls (faults.go). Production leaves it nil.
+	Testing *Testing
 }
 
 // Server is a small OAuth 2.0 authorization server with demo accounts:
 // authorization code with PKCE S256 (required), rotating refresh tokens
 // with reuse detection, RFC 7009 revocation and a userinfo endpoint, plus a
-// console page to revoke grants and expire tokens, and fault injection for
-// tests. Everything lives in memory, and in Config.StateFile when
-// set. It is safe for concurrent use.
+// console page to revoke grants and expire tokens, and, when built with a
+// Testing, injected faults. Everything lives in memory, and in
+// Config.StateFile when set. It is safe for concurrent use.
 //
 // Paths below BaseURL: GET/POST /authorize, POST /token, POST /revoke,
 // GET /userinfo, GET / (console), POST /console/revoke, POST
@@ -79,9 +82,6 @@ type Server struct {
 	grants map[string]*grant      // by grant id
 	access map[string]*accessTok  // by token hash
 	rtoks  map[string]*refreshTok // by token hash
-	faults map[string]*fault
-	calls  map[string]int
-	hold   chan struct{}
 	seq    int
 }
 
@@ -133,8 +133,6 @@ func New(cfg Config) (*Server, error) {
 		grants:   map[string]*grant{},
 		access:   map[string]*accessTok{},
 		rtoks:    map[string]*refreshTok{},
-		faults:   map[string]*fault{},
-		calls:    map[string]int{},
 		clients:  []*clientReg{{id: cfg.ClientID, secret: cfg.ClientSecret, product: CRMName, scopes: crmScopes}},
 	}
 	if cfg.MailClientID != "" {
@@ -185,22 +183,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	switch p {
 	case "/authorize":
-		if !s.count(w, "authorize") {
+		if !s.cfg.Testing.intercept(w, "authorize") {
 			return
 		}
 		s.authorize(w, r)
 	case "/token":
-		if !s.count(w, "token") {
+		if !s.cfg.Testing.intercept(w, "token") {
 			return
 		}
 		s.token(w, r)
 	case "/revoke":
-		if !s.count(w, "revoke") {
+		if !s.cfg.Testing.intercept(w, "revoke") {
 			return
 		}
 		s.revoke(w, r)
 	case "/userinfo":
-		if !s.count(w, "userinfo") {
+		if !s.cfg.Testing.intercept(w, "userinfo") {
 			return
 		}
 		s.userinfo(w, r)
