@@ -1,7 +1,7 @@
 // Package oauthflow talks OAuth 2.0 to providers' authorization servers
 // (authorize with PKCE S256, code exchange, refresh, RFC 7009 revocation,
-// userinfo) and reads the providers file. It also contains Sandbox, a small
-// but real authorization server used in dev mode and in tests.
+// userinfo) and reads the providers file. The dev-mode authorization
+// server is oauthflow/sandbox, which imports this package.
 package oauthflow
 
 import (
