@@ -74,14 +74,14 @@ func TestOutageShowsErrorThenRecovers(t *testing.T) {
 	id := connect(t, c, "ada@sandbox.test")["id"].(string)
 	ws := subscribeLive(t, m)
 
-	m.sandbox.InjectFault("token", http.StatusServiceUnavailable, 1_000_000)
+	m.sandboxTesting.InjectFault("token", http.StatusServiceUnavailable, 1_000_000)
 	kinds := nextKinds(t, ws, "ERROR")
 	expect(t, "events during the outage", kinds, []string{"ERROR(CONNECTED→ERROR)"})
 	in := integration(t, c, id)
 	expect(t, "reason", in["statusReason"], switchboard.ReasonProviderUnavailable)
 	expect(t, "badge", in["badge"], map[string]any{"label": "Error", "tone": "DANGER"})
 
-	m.sandbox.InjectFault("token", 0, 0)
+	m.sandboxTesting.InjectFault("token", 0, 0)
 	kinds = nextKinds(t, ws, "RECOVERED")
 	expect(t, "events after the outage", kinds, []string{"RECOVERED(ERROR→CONNECTED)"})
 	expect(t, "reason after", integration(t, c, id)["statusReason"], switchboard.ReasonAuthorized)
@@ -91,11 +91,11 @@ func TestShortBlipStaysConnected(t *testing.T) {
 	m := mustStart(t, "", fastRefresh(100*time.Millisecond, time.Hour))
 	c := newClient(t, m, m.DemoToken)
 	id := connect(t, c, "ada@sandbox.test")["id"].(string)
-	before := m.sandbox.Calls("token")
-	m.sandbox.InjectFault("token", http.StatusTooManyRequests, 3)
+	before := m.sandboxTesting.Calls("token")
+	m.sandboxTesting.InjectFault("token", http.StatusTooManyRequests, 3)
 	waitFor(t, "three failures and a success", func() bool {
 		g := m.sandbox.Grants()
-		return m.sandbox.Calls("token") >= before+4 && len(g) == 1 && g[0].Refreshes >= 1
+		return m.sandboxTesting.Calls("token") >= before+4 && len(g) == 1 && g[0].Refreshes >= 1
 	})
 	in := integration(t, c, id)
 	expect(t, "status through a short blip", in["status"], "CONNECTED")
@@ -221,11 +221,11 @@ func TestSyncAPI(t *testing.T) {
 
 	// Workers reporting the token that was already replaced get the
 	// replacement, without another refresh.
-	calls := m.sandbox.Calls("token")
+	calls := m.sandboxTesting.Calls("token")
 	status, again := sc.call(id+"/auth-failure", map[string]any{"generation": 1, "tokenId": str(tok, "tokenId"), "status": 401})
 	expect(t, "stale report", status, http.StatusOK)
 	expect(t, "replacement handed out", str(again, "tokenId"), str(fresh, "tokenId"))
-	expect(t, "token endpoint calls for a stale report", m.sandbox.Calls("token")-calls, 0)
+	expect(t, "token endpoint calls for a stale report", m.sandboxTesting.Calls("token")-calls, 0)
 
 	// Reconnect keeps the checkpoint.
 	if status, body := reconnect(t, c, id, "ada@sandbox.test"); status != http.StatusOK {

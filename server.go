@@ -33,6 +33,7 @@ import (
 	"github.com/bont/switchboard/httpapi"
 	"github.com/bont/switchboard/metrics"
 	"github.com/bont/switchboard/oauthflow"
+	"github.com/bont/switchboard/oauthflow/sandbox"
 	"github.com/bont/switchboard/seal"
 	"github.com/bont/switchboard/switchboard"
 	"github.com/bont/switchboard/web"
@@ -185,7 +186,7 @@ type Main struct {
 	renders       gqlws.RenderCounts
 	service       *switchboard.Service
 	refresher     *switchboard.Refresher
-	sandbox       *oauthflow.Sandbox
+	sandbox       *sandbox.Server
 	signin        *web.LoginCodes // dev mode
 	server        *http.Server
 	admin         *http.Server
@@ -193,6 +194,10 @@ type Main struct {
 	bg            sync.WaitGroup
 	draining      atomic.Bool
 	closed        sync.Once
+
+	// sandboxTesting, set by a test before Run, holds the dev sandbox's
+	// fault hooks; nil otherwise, and then the sandbox has none.
+	sandboxTesting *sandbox.Testing
 }
 
 // NewMain returns a Main with the defaults of `go run .`.
@@ -304,7 +309,7 @@ func (m *Main) Run(ctx context.Context) error {
 		// secret is no secret worth keeping.
 		const clientID, secret = "switchboard-dev", "sandbox-dev-secret"
 		const mailClientID, mailSecret = "switchboard-dev-mail", "sandbox-dev-mail-secret"
-		m.sandbox, err = oauthflow.NewSandbox(oauthflow.SandboxConfig{
+		m.sandbox, err = sandbox.New(sandbox.Config{
 			BaseURL:          m.URL + "/sandbox",
 			ClientID:         clientID,
 			ClientSecret:     secret,
@@ -314,6 +319,7 @@ func (m *Main) Run(ctx context.Context) error {
 			// Grants survive restarts, so do sandbox connections.
 			StateFile:      filepath.Join(cfg.DataDir, "sandbox.json"),
 			AccessTokenTTL: cfg.SandboxAccessTokenTTL,
+			Testing:        m.sandboxTesting,
 			// Revoking or expiring in the sandbox console acts like a
 			// provider's deauthorization webhook: the refresher looks at
 			// the sandbox's connections at once, so the card flips

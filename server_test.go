@@ -25,6 +25,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/bont/switchboard/oauthflow/sandbox"
 	"github.com/bont/switchboard/switchboard"
 )
 
@@ -45,6 +46,8 @@ func mustStart(t testing.TB, dir string, configure ...func(*Main)) *Main {
 	m.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	// Tests drive the gateway hard; the rate-limit tests turn limits on.
 	m.Config.TokenRate, m.Config.CallbackRate = -1, -1
+	// Tests break the sandbox on purpose through its hooks.
+	m.sandboxTesting = new(sandbox.Testing)
 	for _, f := range configure {
 		f(m)
 	}
@@ -538,12 +541,12 @@ func TestDisconnectThenImmediateReconnectWithLateTeardown(t *testing.T) {
 	}
 
 	// The provider's revocation endpoint hangs: the teardown is late.
-	release := m.sandbox.HoldRevocations()
+	release := m.sandboxTesting.HoldRevocations()
 	out := disconnect(t, c, id)
 	expect(t, "status", out["status"], "DISCONNECTED")
 	expect(t, "badge", get(out, "badge.label"), "Not connected")
 	expect(t, "actions", out["actions"], []any{"CONNECT"})
-	waitFor(t, "the teardown to reach the provider", func() bool { return m.sandbox.Calls("revoke") > 0 })
+	waitFor(t, "the teardown to reach the provider", func() bool { return m.sandboxTesting.Calls("revoke") > 0 })
 
 	// Connect again at once, as another account: a new generation.
 	in = connect(t, c, "grace@sandbox.test")
@@ -592,9 +595,9 @@ func TestTeardownRetriesUnavailableProvider(t *testing.T) {
 	m := mustStart(t, "")
 	c := newClient(t, m, m.DemoToken)
 	id := connect(t, c, "ada@sandbox.test")["id"].(string)
-	m.sandbox.InjectFault("revoke", http.StatusServiceUnavailable, 1)
+	m.sandboxTesting.InjectFault("revoke", http.StatusServiceUnavailable, 1)
 	disconnect(t, c, id)
-	waitFor(t, "a retried revocation", func() bool { return m.sandbox.Calls("revoke") >= 2 })
+	waitFor(t, "a retried revocation", func() bool { return m.sandboxTesting.Calls("revoke") >= 2 })
 	waitFor(t, "the tokens to be deleted", func() bool {
 		_, err := m.store.FindTokens(context.Background(), DemoWorkspaceID, id, 1)
 		return switchboard.ErrorCode(err) == switchboard.ENOTFOUND

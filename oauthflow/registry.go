@@ -1,7 +1,7 @@
 // Package oauthflow talks OAuth 2.0 to providers' authorization servers
 // (authorize with PKCE S256, code exchange, refresh, RFC 7009 revocation,
-// userinfo) and reads the providers file. It also contains Sandbox, a small
-// but real authorization server used in dev mode and in tests.
+// userinfo) and reads the providers file. The dev-mode authorization
+// server is oauthflow/sandbox, which imports this package.
 package oauthflow
 
 import (
@@ -189,7 +189,7 @@ var providerIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 // NewRegistry validates cfg and builds a Registry. Errors name the provider
 // and the field at fault.
 func NewRegistry(cfg Config) (*Registry, error) {
-	if err := checkURL(cfg.RedirectURL); err != nil {
+	if err := CheckURL(cfg.RedirectURL); err != nil {
 		return nil, fmt.Errorf("oauthflow: redirect URL: %w", err)
 	}
 	client := cfg.HTTPClient
@@ -240,7 +240,7 @@ func normalize(p *ProviderConfig) error {
 		return fmt.Errorf("clientId and clientSecret must be given together")
 	}
 	for _, u := range []struct{ field, v string }{{"authUrl", p.AuthURL}, {"tokenUrl", p.TokenURL}} {
-		if err := checkURL(u.v); err != nil {
+		if err := CheckURL(u.v); err != nil {
 			return fmt.Errorf("%s: %w", u.field, err)
 		}
 	}
@@ -248,7 +248,7 @@ func normalize(p *ProviderConfig) error {
 		if u.v == "" {
 			continue
 		}
-		if err := checkURL(u.v); err != nil {
+		if err := CheckURL(u.v); err != nil {
 			return fmt.Errorf("%s: %w", u.field, err)
 		}
 	}
@@ -317,7 +317,10 @@ func normalize(p *ProviderConfig) error {
 	return nil
 }
 
-func checkURL(s string) error {
+// CheckURL reports why s cannot be an OAuth endpoint or redirect URI: it
+// must be an absolute http or https URL with a host, and no fragment or
+// user info. It returns nil when s can.
+func CheckURL(s string) error {
 	if s == "" {
 		return fmt.Errorf("missing")
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/bont/switchboard/bolt"
 	"github.com/bont/switchboard/fanout"
 	"github.com/bont/switchboard/oauthflow"
+	oauthsandbox "github.com/bont/switchboard/oauthflow/sandbox"
 	"github.com/bont/switchboard/seal"
 	sb "github.com/bont/switchboard/switchboard"
 )
@@ -34,7 +35,7 @@ func newBindEnv(t *testing.T) *bindEnv {
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	sandbox, err := oauthflow.NewSandbox(oauthflow.SandboxConfig{BaseURL: srv.URL + "/sandbox", ClientID: "c", ClientSecret: "s",
+	sandbox, err := oauthsandbox.New(oauthsandbox.Config{BaseURL: srv.URL + "/sandbox", ClientID: "c", ClientSecret: "s",
 		RedirectURIs: []string{srv.URL + "/oauth/callback"}})
 	if err != nil {
 		t.Fatal(err)

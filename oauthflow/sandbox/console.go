@@ -1,4 +1,4 @@
-package oauthflow
+package sandbox
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-const sandboxStyle = `
+const style = `
 body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f5f6f8;color:#1d2330}
 main{max-width:40rem;margin:3rem auto;padding:2rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.12)}
 h1{font-size:1.4rem;margin:0 0 .5rem}
@@ -28,7 +28,7 @@ td form{display:inline}
 .error{border-left:4px solid #c2403a;padding-left:1rem}
 `
 
-var sandboxTemplates = template.Must(template.New("").Funcs(template.FuncMap{
+var templates = template.Must(template.New("").Funcs(template.FuncMap{
 	"join": strings.Join,
 	"time": func(t time.Time) string {
 		if t.IsZero() {
@@ -39,7 +39,7 @@ var sandboxTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 }).Parse(`
 {{define "head"}}<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.}} · Sandbox</title><style>` + sandboxStyle + `</style></head><body><main>{{end}}
+<title>{{.}} · Sandbox</title><style>` + style + `</style></head><body><main>{{end}}
 
 {{define "chooser"}}{{template "head" "Sign in"}}
 <h1>Sign in to {{.Product}}</h1>
@@ -86,7 +86,7 @@ var sandboxTemplates = template.Must(template.New("").Funcs(template.FuncMap{
 
 type hiddenField struct{ Name, Value string }
 
-func (s *Sandbox) chooser(w http.ResponseWriter, client *sbxClient, req authzRequest, v url.Values) {
+func (s *Server) chooser(w http.ResponseWriter, client *clientReg, req authzRequest, v url.Values) {
 	var hidden []hiddenField
 	for _, k := range []string{"client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge", "code_challenge_method"} {
 		if x := v.Get(k); x != "" {
@@ -97,16 +97,16 @@ func (s *Sandbox) chooser(w http.ResponseWriter, client *sbxClient, req authzReq
 		"Action":   s.basePath + "/authorize",
 		"Product":  client.product,
 		"Hidden":   hidden,
-		"Accounts": SandboxAccounts(),
+		"Accounts": Accounts(),
 		"Scopes":   req.scopes,
 	})
 }
 
-func (s *Sandbox) errorPage(w http.ResponseWriter, status int, msg string) {
+func (s *Server) errorPage(w http.ResponseWriter, status int, msg string) {
 	s.render(w, status, "error", msg)
 }
 
-func (s *Sandbox) console(w http.ResponseWriter, r *http.Request) {
+func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET")
 		s.errorPage(w, http.StatusMethodNotAllowed, "Use GET.")
@@ -115,13 +115,13 @@ func (s *Sandbox) console(w http.ResponseWriter, r *http.Request) {
 	s.render(w, http.StatusOK, "console", map[string]any{
 		"Base":     s.basePath,
 		"Grants":   s.Grants(),
-		"Accounts": SandboxAccounts(),
+		"Accounts": Accounts(),
 	})
 }
 
-func (s *Sandbox) render(w http.ResponseWriter, status int, name string, data any) {
+func (s *Server) render(w http.ResponseWriter, status int, name string, data any) {
 	var buf bytes.Buffer
-	if err := sandboxTemplates.ExecuteTemplate(&buf, name, data); err != nil {
+	if err := templates.ExecuteTemplate(&buf, name, data); err != nil {
 		http.Error(w, "template error", http.StatusInternalServerError)
 		return
 	}
@@ -135,7 +135,7 @@ func (s *Sandbox) render(w http.ResponseWriter, status int, name string, data an
 // formTargets are the origins a form may lead to: the chooser's POST answers
 // with a redirect to a registered redirect URI, and CSP form-action applies
 // to redirects too.
-func (s *Sandbox) formTargets() []string {
+func (s *Server) formTargets() []string {
 	var out []string
 	for _, u := range s.cfg.RedirectURIs {
 		if p, err := url.Parse(u); err == nil && !slices.Contains(out, p.Scheme+"://"+p.Host) {
@@ -143,4 +143,32 @@ func (s *Sandbox) formTargets() []string {
 		}
 	}
 	return out
+}
+
+func (s *Server) consoleAction(w http.ResponseWriter, r *http.Request, action string) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		s.errorPage(w, http.StatusMethodNotAllowed, "Use the buttons on the sandbox console.")
+		return
+	}
+	// The console's forms post from its own origin; refuse cross-site posts.
+	if o := r.Header.Get("Origin"); o != "" && o != s.origin {
+		s.errorPage(w, http.StatusForbidden, "Cross-site requests to the sandbox console are refused.")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if err := r.ParseForm(); err != nil {
+		s.errorPage(w, http.StatusBadRequest, "The form could not be read.")
+		return
+	}
+	id := r.PostForm.Get("grant")
+	s.mu.Lock()
+	if action == "revoke" {
+		s.revokeGrantLocked(id)
+	} else {
+		s.expireGrantLocked(id)
+	}
+	s.mu.Unlock()
+	s.grantsChanged()
+	http.Redirect(w, r, s.basePath+"/", http.StatusSeeOther)
 }

@@ -1,4 +1,4 @@
-package oauthflow
+package sandbox
 
 import (
 	"context"
@@ -252,9 +252,9 @@ func TestSandboxAccountMethods(t *testing.T) {
 }
 
 func TestSandboxMountedWithStripPrefix(t *testing.T) {
-	sb, err := NewSandbox(SandboxConfig{BaseURL: "http://127.0.0.1:8080/sandbox/", ClientID: "c", ClientSecret: "s", RedirectURIs: []string{"http://127.0.0.1:8080/oauth/callback"}})
+	sb, err := New(Config{BaseURL: "http://127.0.0.1:8080/sandbox/", ClientID: "c", ClientSecret: "s", RedirectURIs: []string{"http://127.0.0.1:8080/oauth/callback"}})
 	if err != nil {
-		t.Fatalf("NewSandbox: got %v; want nil", err)
+		t.Fatalf("New: got %v; want nil", err)
 	}
 	h := http.StripPrefix("/sandbox", sb)
 	for _, path := range []string{"/sandbox/", "/sandbox/userinfo"} {
@@ -272,14 +272,14 @@ func TestSandboxMountedWithStripPrefix(t *testing.T) {
 }
 
 func TestNewSandboxValidation(t *testing.T) {
-	for _, cfg := range []SandboxConfig{
+	for _, cfg := range []Config{
 		{BaseURL: "", ClientID: "c", ClientSecret: "s", RedirectURIs: []string{"http://x/cb"}},
 		{BaseURL: "http://x/sandbox", ClientSecret: "s", RedirectURIs: []string{"http://x/cb"}},
 		{BaseURL: "http://x/sandbox", ClientID: "c", ClientSecret: "s"},
 		{BaseURL: "http://x/sandbox", ClientID: "c", ClientSecret: "s", RedirectURIs: []string{"/cb"}},
 	} {
-		if _, err := NewSandbox(cfg); err == nil {
-			t.Errorf("NewSandbox(%+v): got nil; want an error", cfg)
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v): got nil; want an error", cfg)
 		}
 	}
 }

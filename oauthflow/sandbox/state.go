@@ -1,4 +1,4 @@
-package oauthflow
+package sandbox
 
 import (
 	"encoding/hex"
@@ -10,44 +10,44 @@ import (
 	"time"
 )
 
-// The sandbox's grants live in memory; with SandboxConfig.StateFile they
+// The sandbox's grants live in memory; with Config.StateFile they
 // are also written to a file after every change (before a token response
 // is sent, as a real provider commits before it answers), so a restart of
 // the gateway keeps every sandbox connection working. Authorization codes
 // are not kept: they live a minute. Only token hashes are written.
 
-type sbxStateFile struct {
-	Version int            `json:"version"`
-	Seq     int            `json:"seq"`
-	Grants  []sbxGrantJSON `json:"grants"`
+type stateFile struct {
+	Version int         `json:"version"`
+	Seq     int         `json:"seq"`
+	Grants  []grantJSON `json:"grants"`
 }
 
-type sbxGrantJSON struct {
+type grantJSON struct {
 	ID string `json:"id"`
 	// Client is the client id the grant was issued to; files written
 	// before the mail client existed have none, meaning the CRM client.
-	Client    string          `json:"client,omitempty"`
-	Email     string          `json:"email"`
-	Scopes    []string        `json:"scopes"`
-	Created   time.Time       `json:"created"`
-	Refreshes int             `json:"refreshes"`
-	Access    []sbxAccessJSON `json:"access"`
-	Refresh   []sbxRTokJSON   `json:"refresh"` // oldest first; the last is current
+	Client    string        `json:"client,omitempty"`
+	Email     string        `json:"email"`
+	Scopes    []string      `json:"scopes"`
+	Created   time.Time     `json:"created"`
+	Refreshes int           `json:"refreshes"`
+	Access    []accessJSON  `json:"access"`
+	Refresh   []refreshJSON `json:"refresh"` // oldest first; the last is current
 }
 
-type sbxAccessJSON struct {
+type accessJSON struct {
 	Hash    string    `json:"hash"`
 	Scopes  []string  `json:"scopes"`
 	Expires time.Time `json:"expires"`
 }
 
-type sbxRTokJSON struct {
+type refreshJSON struct {
 	Hash string `json:"hash"`
 	Used bool   `json:"used"`
 }
 
 // loadState reads StateFile, if there is one.
-func (s *Sandbox) loadState() error {
+func (s *Server) loadState() error {
 	if s.cfg.StateFile == "" {
 		return nil
 	}
@@ -57,24 +57,24 @@ func (s *Sandbox) loadState() error {
 	} else if err != nil {
 		return fmt.Errorf("oauthflow: sandbox state: %w", err)
 	}
-	var f sbxStateFile
+	var f stateFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		return fmt.Errorf("oauthflow: sandbox state %s: %w", s.cfg.StateFile, err)
 	}
 	s.seq = f.Seq
 	for _, gj := range f.Grants {
-		acct := sandboxAccount(gj.Email)
+		acct := account(gj.Email)
 		client := s.clientByID(gj.Client)
 		if acct == nil || client == nil {
 			continue // an account or client the sandbox no longer has
 		}
-		g := &sbxGrant{id: gj.ID, client: client, account: acct, scopes: gj.Scopes, created: gj.Created, refreshes: gj.Refreshes}
+		g := &grant{id: gj.ID, client: client, account: acct, scopes: gj.Scopes, created: gj.Created, refreshes: gj.Refreshes}
 		for _, a := range gj.Access {
 			h, err := hex.DecodeString(a.Hash)
 			if err != nil {
 				return fmt.Errorf("oauthflow: sandbox state %s: bad hash", s.cfg.StateFile)
 			}
-			s.access[string(h)] = &sbxAccess{grantID: g.id, scopes: a.Scopes, expires: a.Expires}
+			s.access[string(h)] = &accessTok{grantID: g.id, scopes: a.Scopes, expires: a.Expires}
 			g.access = append(g.access, string(h))
 		}
 		for _, rt := range gj.Refresh {
@@ -82,7 +82,7 @@ func (s *Sandbox) loadState() error {
 			if err != nil {
 				return fmt.Errorf("oauthflow: sandbox state %s: bad hash", s.cfg.StateFile)
 			}
-			s.rtoks[string(h)] = &sbxRefresh{grantID: g.id, used: rt.Used}
+			s.rtoks[string(h)] = &refreshTok{grantID: g.id, used: rt.Used}
 			g.rtoks = append(g.rtoks, string(h))
 		}
 		s.grants[g.id] = g
@@ -93,21 +93,21 @@ func (s *Sandbox) loadState() error {
 // saveLocked writes the state atomically (temporary file, fsync, rename)
 // with mode 0600. A failure is logged by the caller's absence of
 // persistence only: the sandbox keeps serving from memory.
-func (s *Sandbox) saveLocked() error {
+func (s *Server) saveLocked() error {
 	if s.cfg.StateFile == "" {
 		return nil
 	}
-	f := sbxStateFile{Version: 1, Seq: s.seq, Grants: make([]sbxGrantJSON, 0, len(s.grants))}
+	f := stateFile{Version: 1, Seq: s.seq, Grants: make([]grantJSON, 0, len(s.grants))}
 	for _, g := range s.grants {
-		gj := sbxGrantJSON{ID: g.id, Client: g.client.id, Email: g.account.Email, Scopes: g.scopes, Created: g.created, Refreshes: g.refreshes}
+		gj := grantJSON{ID: g.id, Client: g.client.id, Email: g.account.Email, Scopes: g.scopes, Created: g.created, Refreshes: g.refreshes}
 		for _, h := range g.access {
 			if a := s.access[h]; a != nil {
-				gj.Access = append(gj.Access, sbxAccessJSON{Hash: hex.EncodeToString([]byte(h)), Scopes: a.scopes, Expires: a.expires})
+				gj.Access = append(gj.Access, accessJSON{Hash: hex.EncodeToString([]byte(h)), Scopes: a.scopes, Expires: a.expires})
 			}
 		}
 		for _, h := range g.rtoks {
 			if rt := s.rtoks[h]; rt != nil {
-				gj.Refresh = append(gj.Refresh, sbxRTokJSON{Hash: hex.EncodeToString([]byte(h)), Used: rt.used})
+				gj.Refresh = append(gj.Refresh, refreshJSON{Hash: hex.EncodeToString([]byte(h)), Used: rt.used})
 			}
 		}
 		f.Grants = append(f.Grants, gj)

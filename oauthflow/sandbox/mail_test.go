@@ -1,4 +1,4 @@
-package oauthflow
+package sandbox
 
 import (
 	"context"
@@ -26,7 +26,7 @@ const (
 type mailEnv struct {
 	*testEnv
 	state   string
-	current atomic.Pointer[Sandbox] // what the server serves; replaced by a restart
+	current atomic.Pointer[Server] // what the server serves; replaced by a restart
 }
 
 // restart replaces the sandbox with a new one reading the same state file.
@@ -56,19 +56,19 @@ func newMailEnv(t *testing.T) *mailEnv {
 	if !ok {
 		t.Fatal("MailProvider: got none; want the mail client's entry")
 	}
-	e.reg = mustRegistry(t, e.callback, nil, e.sb.Provider(), mail)
+	e.reg = newRegistry(t, e.callback, e.sb.Provider(), mail)
 	return e
 }
 
-func (e *mailEnv) newSandbox(t *testing.T) *Sandbox {
+func (e *mailEnv) newSandbox(t *testing.T) *Server {
 	t.Helper()
-	sb, err := NewSandbox(SandboxConfig{
+	sb, err := New(Config{
 		BaseURL: e.srv.URL + "/sandbox", ClientID: testClientID, ClientSecret: testSecret,
 		MailClientID: testMailClientID, MailClientSecret: testMailSecret,
 		RedirectURIs: []string{e.callback}, StateFile: e.state,
 	})
 	if err != nil {
-		t.Fatalf("NewSandbox: got %v; want nil", err)
+		t.Fatalf("New: got %v; want nil", err)
 	}
 	return sb
 }
@@ -219,19 +219,19 @@ func TestSandboxCodeBoundToClient(t *testing.T) {
 }
 
 func TestNewSandboxMailValidation(t *testing.T) {
-	base := SandboxConfig{BaseURL: "http://x/sandbox", ClientID: "c", ClientSecret: "s", RedirectURIs: []string{"http://x/cb"}}
-	for _, change := range []func(*SandboxConfig){
-		func(c *SandboxConfig) { c.MailClientID = "m" },
-		func(c *SandboxConfig) { c.MailClientSecret = "m" },
-		func(c *SandboxConfig) { c.MailClientID, c.MailClientSecret = "c", "m" },
+	base := Config{BaseURL: "http://x/sandbox", ClientID: "c", ClientSecret: "s", RedirectURIs: []string{"http://x/cb"}}
+	for _, change := range []func(*Config){
+		func(c *Config) { c.MailClientID = "m" },
+		func(c *Config) { c.MailClientSecret = "m" },
+		func(c *Config) { c.MailClientID, c.MailClientSecret = "c", "m" },
 	} {
 		cfg := base
 		change(&cfg)
-		if _, err := NewSandbox(cfg); err == nil {
-			t.Errorf("NewSandbox(%+v): got nil; want an error", cfg)
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v): got nil; want an error", cfg)
 		}
 	}
-	sb, err := NewSandbox(base)
+	sb, err := New(base)
 	if err != nil {
 		t.Fatal(err)
 	}
