@@ -842,6 +842,13 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 		return nil, errReplaced
 	}
 	due, failing, next := e.due, e.failures > 0, e.issuedAt.Add(r.gap(e.life))
+	if e.issuedAt.IsZero() && !tokens.Expiry.IsZero() {
+		// Not scheduled yet (the schedule is still loading after a start):
+		// without the issue time the lifetime is unknown, so the margin
+		// alone says when these are due. The refresh, if any, makes the
+		// entry known.
+		due = tokens.Expiry.Add(-r.margin(in.ProviderID))
+	}
 	r.mu.Unlock()
 	switch mode {
 	case scheduled:

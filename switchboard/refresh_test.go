@@ -426,3 +426,27 @@ func TestNoExpiresInStillRefreshed(t *testing.T) {
 	e.clock.Add(61 * time.Minute)
 	check(t, "due again an interval later", e.r.RunDue(ctx, e.clock.Now()), 1)
 }
+
+// Right after a start, a sync engine may ask for a token before the
+// schedule has loaded: a valid token is handed out, not refreshed.
+func TestTokenBeforeTheScheduleLoadsIsNotRefreshed(t *testing.T) {
+	p := newProvider(t, true)
+	e := newEnv(t, p, 5*time.Second)
+	e.seed("int_a", sb.TokenSet{AccessToken: "fresh", RefreshToken: p.grant(), Expiry: e.clock.After(time.Hour)})
+	e.open(nil) // a restart; Load has not run
+	tok, _, err := e.r.Token(context.Background(), "ws", "int_a", 0, false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "token", tok.AccessToken, "fresh")
+	check(t, "token endpoint calls", p.Calls(), 0)
+	e.clock.Add(59 * time.Minute) // within the margin: due
+	tok, _, err = e.r.Token(context.Background(), "ws", "int_a", 0, false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(t, "calls once due", p.Calls(), 1)
+	if tok.AccessToken == "fresh" {
+		t.Errorf("got the old token after the refresh")
+	}
+}
