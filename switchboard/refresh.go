@@ -116,7 +116,7 @@ type Refresher struct {
 	// is not ordered) cannot put it back. Bounded: see bury.
 	gone map[connKey]uint64
 	seq  uint64 // numbers entries, for flight keys
-	busy int    // refreshes running (flights)
+	busy int    // dispatched refreshes and Token calls not finished
 	// providers interns provider ids, so entries share their strings.
 	providers map[string]string
 	wake      chan struct{}
@@ -498,7 +498,9 @@ type RefresherStats struct {
 	// Overdue is how late the most overdue queued refresh is (0 if none
 	// is late).
 	Overdue time.Duration
-	// Running is the number of refreshes in progress.
+	// Running is the number of refreshes in progress: dispatched by the
+	// schedule, or asked for through Token, until they have finished
+	// (a dispatched one until its entry is settled).
 	Running int
 }
 
@@ -513,6 +515,12 @@ func (r *Refresher) Stats() RefresherStats {
 		st.Overdue = now.Sub(r.queue[0].e.due)
 	}
 	return st
+}
+
+func (r *Refresher) addBusy(n int) {
+	r.mu.Lock()
+	r.busy += n
+	r.mu.Unlock()
 }
 
 // takeDue pops up to limit entries due at now, marking them taken.
@@ -684,8 +692,10 @@ func (r *Refresher) dispatch(ctx context.Context, now time.Time, wait bool) int 
 		}
 		n++
 		r.running.Add(1)
+		r.addBusy(1) // before the goroutine runs, so Stats never misses it
 		go func() {
 			defer r.running.Done()
+			defer r.addBusy(-1)
 			defer func() { <-r.sem; r.poke() }()
 			defer r.settle(e)
 			if _, err := r.refreshEntry(e, scheduled, ""); err != nil && ErrorCode(err) == EINTERNAL {
@@ -715,6 +725,8 @@ var errReplaced = Errorf(ECONFLICT, "The connection's credentials were replaced 
 // failure window), and ENOTFOUND for an unknown integration.
 func (r *Refresher) Token(ctx context.Context, workspaceID, integrationID string, generation uint64, force bool, failedID string) (*TokenSet, *Integration, error) {
 	r.init()
+	r.addBusy(1)
+	defer r.addBusy(-1)
 	mode := onDemand
 	if force {
 		mode = forced
@@ -783,14 +795,6 @@ func (r *Refresher) refreshEntry(e *entry, mode refreshMode, failedID string) (*
 		key = "force\x00" + key + "\x00" + failedID
 	}
 	v, err, _ := r.flights.Do(key, func() (any, error) {
-		r.mu.Lock()
-		r.busy++
-		r.mu.Unlock()
-		defer func() {
-			r.mu.Lock()
-			r.busy--
-			r.mu.Unlock()
-		}()
 		// Detached from any one caller: the others wait for it too.
 		ctx, cancel := context.WithTimeout(context.Background(), r.timeout())
 		defer cancel()
