@@ -101,10 +101,6 @@ type Options struct {
 	// Document limits (document.go); zero or negative means
 	// DefaultMaxFields, DefaultMaxSelectionFields and DefaultMaxMerges.
 	MaxFields, MaxSelectionFields, MaxMerges int
-	// StockWebsocket serves websockets with gqlgen's own transport
-	// (a goroutine per subscription) instead of gqlws. It exists for
-	// benchmarks that compare the two in one run.
-	StockWebsocket bool
 	// ExecutorEvents leaves every subscription event to gqlgen's
 	// executor: no compiled renderer (resolvers/eventrender.go).
 	ExecutorEvents bool
@@ -217,32 +213,11 @@ func (o Options) graphQLServer() *handler.Server {
 	}
 	cfg := graph.Config{Resolvers: root}
 	srv := handler.New(graph.NewExecutableSchema(cfg))
-	if o.StockWebsocket {
-		readLimit := int64(MaxBodyBytes)
-		srv.AddTransport(transport.Websocket{
-			Implementation: &wsGuard{inner: o.Websocket, initTimeout: o.WebsocketInitTimeout, maxSubscriptions: MaxSubscriptions},
-			InitFunc: func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-				ctx, err := o.websocketInit(ctx, payload)
-				var ce *gqlws.CloseError
-				if errors.As(err, &ce) {
-					ctx = transport.WithWebsocketCloseCode(ctx, ce.Code)
-					ctx = transport.AppendCloseReason(ctx, ce.Reason)
-				}
-				return ctx, nil, err
-			},
-			KeepAlivePingInterval: WebsocketPing,
-			PayloadReadLimit:      &readLimit,
-			ErrorFunc: func(ctx context.Context, err error) {
-				o.Logger.Debug("websocket", "err", err)
-			},
-		})
-	} else {
-		compile := root.EventRenderer
-		if o.ExecutorEvents {
-			compile = nil
-		}
-		o.addWebsocket(srv, compile)
+	compile := root.EventRenderer
+	if o.ExecutorEvents {
+		compile = nil
 	}
+	o.addWebsocket(srv, compile)
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	// gqlgen's POST transport, without decoding the body a second time
