@@ -10,8 +10,8 @@
 // shallow depth (each message is read and handled on a short-lived
 // goroutine), and a subscription has none:
 //
-//   - A subscription resolver hands its source (a channel, or a poll
-//     function) to the transport with Attach or AttachPoll, and has its
+//   - A subscription resolver hands its source (a poll function) to the
+//     transport with AttachPoll, and has its
 //     event source call the function Notifier returns after each item it
 //     sends (the fan-out broker does this from its publish path). The
 //     notification queues the subscription on its socket and the socket on
@@ -578,7 +578,7 @@ func (c *conn) close(code int, reason string) {
 }
 
 // shutdown runs when the reader ends: every subscription's context ends
-// (the broker closes their channels), timers stop, the socket closes.
+// (sources end by their release), timers stop, the socket closes.
 func (c *conn) shutdown() {
 	c.mu.Lock()
 	c.closed = true
@@ -632,7 +632,7 @@ const (
 	itemClosed
 )
 
-// source is a subscription's channel as the transport sees it.
+// source is a subscription's event source as the transport sees it.
 type source interface {
 	// take receives without blocking: itemGot (with the item's cache
 	// key), itemNone, or itemClosed.
@@ -676,9 +676,9 @@ type sub struct {
 type pumpKey struct{}
 
 // Notifier returns the function an event source must call after each item
-// it sends on the channel later handed to Attach, and after closing it. ok
-// is false when ctx is not a subscription served by this transport: then
-// the resolver returns its channel to gqlgen as usual.
+// it queues for the poll function later handed to AttachPoll, and after it
+// ends. ok is false when ctx is not a subscription served by this
+// transport.
 func Notifier(ctx context.Context) (notify func(), ok bool) {
 	s, ok := ctx.Value(pumpKey{}).(*sub)
 	if !ok {
@@ -687,28 +687,15 @@ func Notifier(ctx context.Context) (notify func(), ok bool) {
 	return s.notify, true
 }
 
-// Attach hands src to the transport and returns the channel the resolver
-// returns to gqlgen. Items with equal key render to equal results for
-// equal operations and viewers (an event's revision). ended runs once, after
-// src has closed and every item was written, before the subscription
-// completes; it may close the socket (gorillaws.Close) to say why.
-//
-// Without a transport subscription in ctx (see Notifier) it returns src.
-func Attach[T any](ctx context.Context, src <-chan T, key func(T) uint64, ended func()) <-chan T {
-	s, ok := ctx.Value(pumpKey{}).(*sub)
-	if !ok {
-		return src
-	}
-	cs := &chanSource[T]{src: src, slot: make(chan T, 1), key: key, end: ended}
-	s.src = cs
-	return cs.slot
-}
-
-// AttachPoll is Attach for a source that is polled rather than a channel:
+// AttachPoll hands a subscription's source to the transport and returns
+// the channel the resolver returns to gqlgen: the transport polls the
+// source and feeds the channel itself, so no goroutine waits on either.
 // poll returns the next item (ok true), or nothing yet (ok false, more
 // true), or the end (ok false, more false: the source has ended and every
 // item was taken). The event source calls the function Notifier returns
-// after each item it queues and after it ends. release, when set, is
+// after each item it queues and after it ends. Items with equal key
+// render to equal results for equal operations and viewers (an event's
+// revision). release, when set, is
 // called when the subscription stops (complete, the socket's end, a
 // panic): the source then ends without watching the subscription's
 // context.
@@ -776,54 +763,6 @@ func (ps *pollSource[T]) share(other source) bool {
 func (ps *pollSource[T]) ended(ctx context.Context) {
 	if ps.end != nil {
 		ps.end(ctx)
-	}
-}
-
-type chanSource[T any] struct {
-	src  <-chan T
-	slot chan T
-	key  func(T) uint64
-	end  func()
-	cur  T
-}
-
-func (cs *chanSource[T]) take() (uint64, int) {
-	select {
-	case v, ok := <-cs.src:
-		if !ok {
-			return 0, itemClosed
-		}
-		cs.cur = v
-		return cs.key(v), itemGot
-	default:
-		return 0, itemNone
-	}
-}
-
-func (cs *chanSource[T]) current() any { return cs.cur }
-
-func (cs *chanSource[T]) drop() {
-	var zero T
-	cs.cur = zero
-}
-
-func (cs *chanSource[T]) feed() {
-	var zero T
-	cs.slot <- cs.cur
-	cs.cur = zero
-}
-
-func (cs *chanSource[T]) share(other source) bool {
-	o, ok := other.(*chanSource[T])
-	if ok {
-		cs.slot = o.slot
-	}
-	return ok
-}
-
-func (cs *chanSource[T]) ended(context.Context) {
-	if cs.end != nil {
-		cs.end()
 	}
 }
 
@@ -1028,7 +967,7 @@ func (c *conn) execute(s *sub, fast Renderer, responses graphql.ResponseHandler,
 	return b
 }
 
-// finish ends a subscription whose channel closed.
+// finish ends a subscription whose source ended.
 func (c *conn) finish(s *sub) {
 	c.mu.Lock()
 	skip := s.stopped || c.closed
@@ -1185,7 +1124,7 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 	s.responses = responses
 	if s.src == nil {
 		// The resolver failed (a one-shot error response) or does not
-		// hand its channel over: gqlgen's loop, in a goroutine.
+		// hand its source over: gqlgen's loop, in a goroutine.
 		go c.runOnce(s, ctx, nil)
 		return true
 	}

@@ -32,14 +32,15 @@ func deref(s *string) string {
 	return *s
 }
 
-// stream opens a subscription and hands it to gqlgen. Served by the gqlws
-// transport, no goroutine is involved: the broker notifies the transport,
-// which polls the broker's queue itself. Under another transport a
-// forwarding goroutine waits on the channel, as gqlgen expects. Either way,
-// when the broker ends the subscription for a reason the client should
-// hear (a cut-off), EndSubscription says it.
+// stream opens a subscription and hands it to the gqlws transport, which
+// polls the broker's queue itself when the broker notifies it: no
+// goroutine is involved. When the broker ends the subscription for a
+// reason the client should hear (a cut-off), EndSubscription says it.
 func (r *Resolver) stream(ctx context.Context, open func(notify func()) (*switchboard.Subscription, error)) (<-chan *switchboard.Event, error) {
-	notify, pumped := gqlws.Notifier(ctx)
+	notify, ok := gqlws.Notifier(ctx)
+	if !ok {
+		return nil, switchboard.Errorf(switchboard.EINVALID, "Subscriptions are served over a websocket (graphql-transport-ws or graphql-ws).")
+	}
 	sub, err := open(notify)
 	if err != nil {
 		return nil, err
@@ -52,25 +53,10 @@ func (r *Resolver) stream(ctx context.Context, open func(notify func()) (*switch
 			r.EndSubscription(ctx, err)
 		}
 	}
-	if pumped {
-		return gqlws.AttachPoll(ctx, func() (*switchboard.Event, bool, bool) {
-			ev, more := sub.Poll()
-			return ev, ev != nil, more
-		}, eventRevision, ended, sub.End), nil
-	}
-	out := make(chan *switchboard.Event)
-	go func() {
-		defer close(out)
-		for ev := range sub.C {
-			select {
-			case out <- ev:
-			case <-ctx.Done():
-				return
-			}
-		}
-		ended(ctx)
-	}()
-	return out, nil
+	return gqlws.AttachPoll(ctx, func() (*switchboard.Event, bool, bool) {
+		ev, more := sub.Poll()
+		return ev, ev != nil, more
+	}, eventRevision, ended, sub.End), nil
 }
 
 func eventRevision(ev *switchboard.Event) uint64 { return ev.Revision }
