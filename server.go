@@ -396,14 +396,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	opts := httpapi.Options{
-		Service:        m.service,
-		Websocket:      m.ws,
-		CloseWebsocket: gorillaws.Close,
-		WrapWebsocket:  nil, // set below
-		Dev:            cfg.Dev,
-		Logger:         m.Logger,
-		Ready:          func() bool { return !m.draining.Load() },
-		Revision:       m.store.Revision,
+		Service:       m.service,
+		Websocket:     m.ws,
+		WrapWebsocket: nil, // set below
+		Dev:           cfg.Dev,
+		Logger:        m.Logger,
+		Ready:         func() bool { return !m.draining.Load() },
+		Revision:      m.store.Revision,
 
 		IntegrationsVersion: m.store.IntegrationsVersion,
 		Settings:            m.settingsPage(),

@@ -28,25 +28,15 @@ func (c *conn) queueLocked(s *sub) {
 	c.ready = append(c.ready, s)
 	if !c.draining {
 		c.draining = true
-		if c.pooled {
-			c.t.writers.start(c)
-		} else {
-			go c.drain()
-		}
+		c.t.writers.start(c)
 	}
 }
 
-// drain takes and writes every ready item, then exits.
-func (c *conn) drain() {
-	for c.step(0) {
-	}
-}
-
-// step writes the items of the next ready subscription, at most limit of
-// them (0: all; -1: its visitLimit), and reports whether the socket has
-// more to write; when it has not, the socket is no longer draining. A subscription stopped by the
-// limit goes back to the end of the ready list.
-func (c *conn) step(limit int) bool {
+// step writes the items of the next ready subscription, at most its
+// visitLimit of them, and reports whether the socket has more to write;
+// when it has not, the socket is no longer draining. A subscription
+// stopped by the limit goes back to the end of the ready list.
+func (c *conn) step() bool {
 	c.mu.Lock()
 	if len(c.ready) == 0 {
 		c.draining = false
@@ -59,10 +49,7 @@ func (c *conn) step(limit int) bool {
 	c.ready = c.ready[1:]
 	s.queued = false
 	c.mu.Unlock()
-	if limit < 0 {
-		limit = s.visitLimit()
-	}
-	more := c.pump(s, limit)
+	more := c.pump(s, s.visitLimit())
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if more && !s.queued {
@@ -85,20 +72,18 @@ func (c *conn) step(limit int) bool {
 // cached payloads useful, and no socket with a backlog holds a writer.
 // The socket is corked for the visit, so its frames leave in one write.
 func (c *conn) round() bool {
-	if c.ck != nil {
-		c.ck.Cork()
-		defer func() {
-			if err := c.ck.Uncork(); err != nil {
-				c.report(err)
-			}
-		}()
-	}
+	c.ws.Cork()
+	defer func() {
+		if err := c.ws.Uncork(); err != nil {
+			c.report(err)
+		}
+	}()
 	c.mu.Lock()
 	n := len(c.ready)
 	c.mu.Unlock()
 	more := false
 	for range max(n, 1) {
-		if more = c.step(-1); !more {
+		if more = c.step(); !more {
 			break
 		}
 	}
@@ -149,7 +134,7 @@ func (c *conn) pump(s *sub, limit int) (atLimit bool) {
 		if payload == nil {
 			continue
 		}
-		if err := c.tw.WriteText(s.prefix, payload, suffix); err != nil {
+		if err := c.ws.WriteText(s.prefix, payload, suffix); err != nil {
 			c.report(err)
 		}
 	}

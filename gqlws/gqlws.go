@@ -11,9 +11,9 @@
 // goroutine), and a subscription has none:
 //
 //   - A subscription resolver hands its source (a poll function) to the
-//     transport with AttachPoll, and has its
-//     event source call the function Notifier returns after each item it
-//     sends (the fan-out broker does this from its publish path). The
+//     transport with AttachPoll, and has its event source call the
+//     function Notifier returns after each item it queues (the fan-out
+//     broker does this from its publish path). The
 //     notification queues the subscription on its socket and the socket on
 //     the transport's writers: one goroutine per CPU, living only while
 //     sockets have items to write, takes the items off the source, runs
@@ -41,11 +41,23 @@
 // Two hooks let the caller apply limits it shares with other transports:
 // Pending bounds sockets that have not been acknowledged, and Admit
 // refuses single operations (a rate limit) without closing the socket.
+//
+// What the transport needs from the socket is the Conn interface, and
+// from its acceptor Upgrader (contract.go); gorillaws implements both.
+// The transport owns each socket it accepts and is the one that closes
+// it: on its own rules, for a *CloseError from a hook or a source's end,
+// or when asked with Close.
+//
+// Files: gqlws.go (Transport, the handshake), contract.go (what the
+// transport needs and offers), protocol.go (the two protocols' message
+// tables and the socket's state machine), subscribe.go (starting and
+// stopping operations), drain.go (taking items off sources and writing
+// them), writers.go (the writer goroutines), source.go (the polled
+// source), group.go (shared executions).
 package gqlws
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -64,9 +76,8 @@ const (
 // Transport serves GraphQL over websockets. Set its fields before use; it is
 // safe for concurrent use afterwards.
 type Transport struct {
-	// Upgrader accepts the websocket (gorillaws). Its connections must
-	// implement WriteText(parts ...[]byte) error (gorillaws.TextWriter).
-	Upgrader transport.WebsocketImplementation
+	// Upgrader accepts the websocket (gorillaws.Implementation).
+	Upgrader Upgrader
 	// InitFunc authenticates connection_init; the context it returns is
 	// the connection's from then on. A *CloseError closes with its code.
 	InitFunc func(ctx context.Context, payload transport.InitPayload) (context.Context, error)
@@ -135,74 +146,44 @@ func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.Grap
 			pendingDone = done
 		}
 	}
-	ws, err := t.Upgrader.Accept(w, r, transport.WebsocketAcceptOptions{
-		ResponseHeader: http.Header{},
-		Subprotocols:   []string{ProtoTransportWS, ProtoGraphQLWS},
-	})
+	ws, err := t.Upgrader.Upgrade(w, r, subprotocols)
 	if err != nil {
 		pendingDone()
-		return // Accept answered the request
+		return // Upgrade answered the request
 	}
 	if refused != nil {
 		// Accepted only to say why, in a close code a browser can read.
-		code, reason := 4429, "Too many connections"
-		var ce *CloseError
-		if errors.As(refused, &ce) {
-			code, reason = ce.Code, ce.Reason
-		}
-		_ = ws.WriteClose(code, reason)
+		_ = ws.WriteClose(closeCode(refused, 4429, "Too many connections"))
 		_ = ws.Close()
 		return
 	}
-	tw, ok := ws.(textWriter)
-	if !ok {
-		_ = ws.WriteClose(1011, "websocket implementation cannot write text parts")
+	proto := protocolOf(ws.Subprotocol())
+	if proto == nil {
+		_ = ws.WriteClose(1002, "unsupported subprotocol "+ws.Subprotocol())
 		_ = ws.Close()
 		pendingDone()
 		return
 	}
-	proto := ws.Subprotocol()
-	switch proto {
-	case ProtoTransportWS:
-	case ProtoGraphQLWS, "":
-		proto = ProtoGraphQLWS
-	default:
-		_ = ws.WriteClose(1002, "unsupported subprotocol "+proto)
-		_ = ws.Close()
-		pendingDone()
-		return
-	}
-	ck, _ := ws.(corker)
-	pooled := false
-	if bn, ok := ws.(blockNotifier); ok {
-		t.hooksOnce.Do(func() { t.blocking, t.unblocked = t.writers.blocking, t.writers.unblocked })
-		bn.OnBlockingWrite(t.blocking, t.unblocked)
-		pooled = true
-	}
+	t.hooksOnce.Do(func() { t.blocking, t.unblocked = t.writers.blocking, t.writers.unblocked })
+	ws.OnBlockingWrite(t.blocking, t.unblocked)
 	if t.ReadLimit > 0 {
-		if l, ok := ws.(transport.WebsocketReadLimiter); ok {
-			l.SetReadLimit(t.ReadLimit)
-		}
+		ws.SetReadLimit(t.ReadLimit)
 	}
 	// The reader runs in a goroutine of its own and the handler returns:
 	// net/http then lets go of the request's buffers and the handler's
 	// deep stack, which a socket at rest would otherwise pin. The
 	// request's context ends when the handler returns, so the
-	// connection's keeps its values but not its cancellation.
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	// connection's keeps its values but not its cancellation. It also
+	// carries the conn, for Close.
 	c := &conn{
-		t:      t,
-		ws:     ws,
-		tw:     tw,
-		ck:     ck,
-		legacy: proto == ProtoGraphQLWS,
-		pooled: pooled,
-		exec:   exec,
-		ctx:    ctx,
-		cancel: cancel,
+		t:     t,
+		ws:    ws,
+		proto: proto,
+		exec:  exec,
 
 		pending: pendingDone,
 	}
+	c.ctx, c.cancel = context.WithCancel(context.WithValue(context.WithoutCancel(r.Context()), connKey{}, c))
 	if t.InitTimeout > 0 {
 		c.initTimer = time.AfterFunc(t.InitTimeout, func() {
 			c.mu.Lock()

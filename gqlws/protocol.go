@@ -14,16 +14,99 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 )
 
+// kind is what a client's message is, in either protocol.
+type kind uint8
+
+const (
+	kindUnknown   kind = iota
+	kindInit           // connection_init
+	kindStart          // subscribe; start (graphql-ws)
+	kindStop           // complete; stop (graphql-ws)
+	kindPing           // ping (graphql-transport-ws)
+	kindPong           // pong (graphql-transport-ws)
+	kindTerminate      // connection_terminate (graphql-ws)
+)
+
+// protocol is one subprotocol's message names, the way gqlgen's transport
+// keeps each protocol's in a table of its own; the state machine (handle)
+// works on kinds and writes the names found here.
+type protocol struct {
+	// legacy is graphql-ws: one error object rather than a list,
+	// keep-alives, connection_error before a close.
+	legacy bool
+	// in is what the client's message types are; others are unknown.
+	in map[string]kind
+	// The server's messages; "" where the protocol has none.
+	ack, next, error, complete, pong, keepAlive, connectionError string
+}
+
+// graphql-transport-ws
+// (https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md).
+var transportWS = &protocol{
+	in: map[string]kind{
+		"connection_init": kindInit,
+		"subscribe":       kindStart,
+		"complete":        kindStop,
+		"ping":            kindPing,
+		"pong":            kindPong,
+	},
+	ack:      "connection_ack",
+	next:     "next",
+	error:    "error",
+	complete: "complete",
+	pong:     "pong",
+}
+
+// The legacy graphql-ws of subscriptions-transport-ws
+// (https://github.com/apollographql/subscriptions-transport-ws/blob/master/PROTOCOL.md).
+var graphqlWS = &protocol{
+	legacy: true,
+	in: map[string]kind{
+		"connection_init":      kindInit,
+		"start":                kindStart,
+		"stop":                 kindStop,
+		"connection_terminate": kindTerminate,
+	},
+	ack:             "connection_ack",
+	next:            "data",
+	error:           "error",
+	complete:        "complete",
+	keepAlive:       "ka",
+	connectionError: "connection_error",
+}
+
+// subprotocols is what Do offers, in order of preference.
+var subprotocols = []string{ProtoTransportWS, ProtoGraphQLWS}
+
+// protocolOf is the protocol of a negotiated subprotocol; nil for one this
+// transport does not speak. A client that named none speaks graphql-ws.
+func protocolOf(name string) *protocol {
+	switch name {
+	case ProtoTransportWS:
+		return transportWS
+	case ProtoGraphQLWS, "":
+		return graphqlWS
+	}
+	return nil
+}
+
+// anyKind is what a message type is in either protocol: the shape of a
+// message (an id, an object payload) is checked before whether this
+// socket's protocol has it.
+func anyKind(typ string) kind {
+	if k := transportWS.in[typ]; k != kindUnknown {
+		return k
+	}
+	return graphqlWS.in[typ]
+}
+
 // conn is one websocket. The reader goroutine owns inited/acked changes and
 // starts subscriptions; writes come from it, from timers and from the
 // drain (a writer).
 type conn struct {
 	t      *Transport
-	ws     transport.WebsocketConn
-	tw     textWriter
-	ck     corker // nil: every write goes out by itself
-	legacy bool
-	pooled bool // drains run on t.writers
+	ws     Conn
+	proto  *protocol
 	exec   graphql.GraphExecutor
 	cancel context.CancelFunc
 
@@ -68,10 +151,9 @@ type outMessage struct {
 // reader reads each message itself and hands it to a short-lived goroutine.
 func (c *conn) read() {
 	defer c.shutdown()
-	w, _ := c.ws.(readWaiter)
 	for {
 		var ok bool
-		if w != nil && w.WaitReadable() {
+		if c.ws.WaitReadable() {
 			ok = c.aside(c.readAndHandle)
 		} else {
 			var m inMessage
@@ -113,15 +195,12 @@ func (c *conn) next() (inMessage, bool) {
 		c.invalid("not a JSON object")
 		return m, false
 	}
-	switch m.Type {
-	case "subscribe", "start", "complete", "stop":
-		if m.ID == "" {
-			c.invalid(m.Type + " needs an id")
-			return m, false
-		}
+	k := anyKind(m.Type)
+	if (k == kindStart || k == kindStop) && m.ID == "" {
+		c.invalid(m.Type + " needs an id")
+		return m, false
 	}
-	switch m.Type {
-	case "connection_init", "subscribe", "start":
+	if k == kindInit || k == kindStart {
 		if p := bytes.TrimSpace(m.Payload); len(p) > 0 && p[0] != '{' && string(p) != "null" {
 			c.invalid("the payload must be an object")
 			return m, false
@@ -146,19 +225,16 @@ func (c *conn) handle(m inMessage) bool {
 	inited, acked := c.inited, c.acked
 	c.mu.Unlock()
 
-	switch m.Type {
-	case "connection_init":
+	switch c.proto.in[m.Type] {
+	case kindInit:
 		if inited {
 			c.close(4429, "Too many initialisation requests")
 			return false
 		}
 		return c.init(m.Payload)
-	case "subscribe", "start":
-		if (m.Type == "subscribe") == c.legacy {
-			break
-		}
+	case kindStart:
 		if !acked {
-			if !c.legacy {
+			if !c.proto.legacy {
 				c.close(4401, "Unauthorized")
 			} else {
 				c.connectionError("unexpected message " + m.Type)
@@ -167,27 +243,15 @@ func (c *conn) handle(m inMessage) bool {
 			return false
 		}
 		return c.subscribe(m.ID, m.Payload)
-	case "complete", "stop":
-		if (m.Type == "complete") == c.legacy {
-			break
-		}
+	case kindStop:
 		c.stop(m.ID)
 		return true
-	case "ping":
-		if c.legacy {
-			break
-		}
-		c.write(outMessage{Type: "pong", Payload: rawOrNil(m.Payload)})
+	case kindPing:
+		c.write(outMessage{Type: c.proto.pong, Payload: rawOrNil(m.Payload)})
 		return true
-	case "pong":
-		if c.legacy {
-			break
-		}
+	case kindPong:
 		return true
-	case "connection_terminate":
-		if !c.legacy {
-			break
-		}
+	case kindTerminate:
 		c.close(1000, "terminated")
 		return false
 	}
@@ -231,12 +295,7 @@ func (c *conn) init(payload json.RawMessage) bool {
 		ctx, err := c.t.InitFunc(c.ctx, p)
 		if err != nil {
 			c.connectionError(err.Error())
-			code, reason := 4403, "Forbidden"
-			var ce *CloseError
-			if errors.As(err, &ce) {
-				code, reason = ce.Code, ce.Reason
-			}
-			c.close(code, reason)
+			c.close(closeCode(err, 4403, "Forbidden"))
 			return false
 		}
 		c.ctx = ctx
@@ -247,12 +306,12 @@ func (c *conn) init(payload json.RawMessage) bool {
 	// No longer pending once authenticated: before the ack, so a client
 	// that has it may open its next socket.
 	c.endPending()
-	c.write(outMessage{Type: "connection_ack"})
+	c.write(outMessage{Type: c.proto.ack})
 	c.mu.Lock()
 	c.acked = true
 	c.mu.Unlock()
-	if c.legacy {
-		c.write(outMessage{Type: "ka"})
+	if c.proto.keepAlive != "" {
+		c.write(outMessage{Type: c.proto.keepAlive})
 		if c.t.KeepAlive > 0 {
 			c.mu.Lock()
 			c.kaTimer = time.AfterFunc(c.t.KeepAlive, c.keepAlive)
@@ -269,7 +328,7 @@ func (c *conn) keepAlive() {
 	if closed || c.ctx.Err() != nil {
 		return
 	}
-	c.write(outMessage{Type: "ka"})
+	c.write(outMessage{Type: c.proto.keepAlive})
 	c.mu.Lock()
 	if !c.closed {
 		c.kaTimer.Reset(c.t.KeepAlive)
@@ -280,8 +339,8 @@ func (c *conn) keepAlive() {
 // connectionError tells a legacy client why it is being closed;
 // graphql-transport-ws has no such message (the close reason says it).
 func (c *conn) connectionError(msg string) {
-	if c.legacy {
-		c.write(outMessage{Type: "connection_error", Payload: map[string]string{"message": msg}})
+	if c.proto.connectionError != "" {
+		c.write(outMessage{Type: c.proto.connectionError, Payload: map[string]string{"message": msg}})
 	}
 }
 
@@ -300,18 +359,20 @@ func (c *conn) write(m outMessage) {
 }
 
 // close sends a close frame and ends the connection; the reader sees the
-// socket close and cleans up.
-func (c *conn) close(code int, reason string) {
+// socket close and cleans up. It reports false when the connection was
+// closed already.
+func (c *conn) close(code int, reason string) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	c.closed = true
 	c.mu.Unlock()
 	_ = c.ws.WriteClose(code, reason)
 	_ = c.ws.Close()
 	c.cancel()
+	return true
 }
 
 // shutdown runs when the reader ends: every subscription's context ends

@@ -26,8 +26,9 @@ type source interface {
 	// share makes feed send to the channel other's executor reads, and
 	// reports whether it could (both sources of one item type).
 	share(other source) bool
-	// ended runs the resolver's end hook; ctx is the connection's.
-	ended(ctx context.Context)
+	// ended runs the resolver's end hook: a non-nil error closes the
+	// socket (see AttachPoll).
+	ended() error
 }
 
 // AttachPoll hands a subscription's source to the transport and returns
@@ -38,19 +39,18 @@ type source interface {
 // item was taken). The event source calls the function Notifier returns
 // after each item it queues and after it ends. Items with equal key
 // render to equal results for equal operations and viewers (an event's
-// revision). release, when set, is
-// called when the subscription stops (complete, the socket's end, a
-// panic): the source then ends without watching the subscription's
-// context.
+// revision). release, when set, is called when the subscription stops
+// (complete, the socket's end, a panic): the source then ends without
+// watching the subscription's context.
 //
-// ended runs once the source has ended and every item was written, unless
-// the client completed the subscription or the socket is closing. It gets
-// the connection's context, which carries what the request's did (the
-// socket, for gorillaws.Close) and the InitFunc's values, so that it need
-// not keep the subscription's: the transport lets go of that context, and
-// of gqlgen's state for the operation, when another subscription of the
-// same group renders for it.
-func AttachPoll[T any](ctx context.Context, poll func() (v T, ok, more bool), key func(T) uint64, ended func(ctx context.Context), release func()) <-chan T {
+// ended, when set, runs once the source has ended and every item was
+// written, unless the client completed the subscription or the socket is
+// closing. An error it returns closes the socket: with the Code and Reason
+// of a *CloseError (a subscriber cut off for falling behind, told to
+// resume), else 1011. It should keep no context of the subscription's:
+// the transport lets go of that context, and of gqlgen's state for the
+// operation, when another subscription of the same group renders for it.
+func AttachPoll[T any](ctx context.Context, poll func() (v T, ok, more bool), key func(T) uint64, ended func() error, release func()) <-chan T {
 	s, ok := ctx.Value(pumpKey{}).(*sub)
 	if !ok {
 		return nil
@@ -65,7 +65,7 @@ type pollSource[T any] struct {
 	poll func() (T, bool, bool)
 	slot chan T
 	key  func(T) uint64
-	end  func(context.Context)
+	end  func() error
 	cur  T
 }
 
@@ -103,8 +103,9 @@ func (ps *pollSource[T]) share(other source) bool {
 	return ok
 }
 
-func (ps *pollSource[T]) ended(ctx context.Context) {
+func (ps *pollSource[T]) ended() error {
 	if ps.end != nil {
-		ps.end(ctx)
+		return ps.end()
 	}
+	return nil
 }

@@ -91,7 +91,7 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 	dec.UseNumber()
 	if err := dec.Decode(params); err != nil {
 		c.sendError(id, &gqlerror.Error{Message: "invalid json"})
-		c.write(outMessage{ID: id, Type: "complete"})
+		c.write(outMessage{ID: id, Type: c.proto.complete})
 		return true
 	}
 	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
@@ -108,7 +108,7 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 		} else {
 			c.sendResponse(id, &graphql.Response{Errors: errs})
 		}
-		c.write(outMessage{ID: id, Type: "complete"})
+		c.write(outMessage{ID: id, Type: c.proto.complete})
 		return true
 	}
 	ctx = graphql.WithOperationContext(ctx, rc)
@@ -186,7 +186,7 @@ func (c *conn) runOnce(s *sub, ctx context.Context, rc *graphql.OperationContext
 		skip := s.stopped || c.closed
 		c.mu.Unlock()
 		if !skip && c.ctx.Err() == nil {
-			c.write(outMessage{ID: s.id, Type: "complete"})
+			c.write(outMessage{ID: s.id, Type: c.proto.complete})
 		}
 		s.cancel()
 	}()
@@ -209,7 +209,11 @@ func (c *conn) finish(s *sub) {
 	skip := s.stopped || c.closed
 	c.mu.Unlock()
 	if !skip && c.ctx.Err() == nil {
-		s.src.ended(c.ctx)
+		if err := s.src.ended(); err != nil {
+			// The source ended for a reason the client should hear:
+			// the socket closes with it.
+			c.close(closeCode(err, 1011, "Internal error"))
+		}
 	}
 	c.mu.Lock()
 	c.removeLocked(s)
@@ -220,7 +224,7 @@ func (c *conn) finish(s *sub) {
 		c.t.groups.leave(s.group)
 	}
 	if !skip && c.ctx.Err() == nil {
-		c.write(outMessage{ID: s.id, Type: "complete"})
+		c.write(outMessage{ID: s.id, Type: c.proto.complete})
 	}
 }
 
@@ -237,17 +241,17 @@ func (c *conn) stop(id string) {
 		// As gqlgen does, confirm with complete; sent here, in the
 		// reader, so it precedes anything of a later subscription that
 		// reuses the id.
-		c.write(outMessage{ID: id, Type: "complete"})
+		c.write(outMessage{ID: id, Type: c.proto.complete})
 	}
 }
 
 func (c *conn) sendError(id string, errs ...*gqlerror.Error) {
 	var payload any = errs
-	if c.legacy && len(errs) > 0 {
+	if c.proto.legacy && len(errs) > 0 {
 		// graphql-ws sends one error object.
 		payload = errs[0]
 	}
-	c.write(outMessage{ID: id, Type: "error", Payload: payload})
+	c.write(outMessage{ID: id, Type: c.proto.error, Payload: payload})
 }
 
 func toGQLError(err error) *gqlerror.Error {
@@ -263,18 +267,11 @@ func toGQLError(err error) *gqlerror.Error {
 }
 
 func (c *conn) sendResponse(id string, resp *graphql.Response) {
-	typ := "next"
-	if c.legacy {
-		typ = "data"
-	}
-	c.write(outMessage{ID: id, Type: typ, Payload: resp})
+	c.write(outMessage{ID: id, Type: c.proto.next, Payload: resp})
 }
 
 func (c *conn) nextPrefix(id string) []byte {
-	typ := "next"
-	if c.legacy {
-		typ = "data"
-	}
+	typ := c.proto.next
 	b := make([]byte, 0, len(id)+40)
 	b = append(b, `{"id":`...)
 	b = strconv.AppendQuote(b, id)

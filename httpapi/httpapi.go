@@ -63,10 +63,7 @@ const (
 type Options struct {
 	Service *switchboard.Service
 	// Websocket accepts websocket connections (gorillaws).
-	Websocket transport.WebsocketImplementation
-	// CloseWebsocket closes the websocket a subscription runs on, with a
-	// close code and reason (gorillaws.Close).
-	CloseWebsocket func(ctx context.Context, code int, reason string) bool
+	Websocket gqlws.Upgrader
 	// WrapWebsocket, when set, wraps the /graphql handler (gorillaws.Middleware).
 	WrapWebsocket func(http.Handler) http.Handler
 	// Sandbox, when set (dev mode), is served under /sandbox/.
@@ -138,12 +135,7 @@ func New(o Options) http.Handler {
 	}
 	o.tokenLimits = limitsOr(o.TokenRate, o.TokenBurst, DefaultTokenRate, DefaultTokenBurst)
 	o.callbackLimits = limitsOr(o.CallbackRate, o.CallbackBurst, DefaultCallbackRate, DefaultCallbackBurst)
-	o.conns = &tokenConns{close: func(ctx context.Context, code int, reason string) bool {
-		if o.CloseWebsocket == nil {
-			return false
-		}
-		return o.CloseWebsocket(ctx, code, reason)
-	},
+	o.conns = &tokenConns{close: gqlws.Close,
 		maxPerToken:     capOr(o.MaxSocketsPerToken, DefaultMaxSocketsPerToken),
 		maxPerWorkspace: capOr(o.MaxSocketsPerWorkspace, DefaultMaxSocketsPerWorkspace),
 	}
@@ -195,22 +187,7 @@ func New(o Options) http.Handler {
 }
 
 func (o Options) graphQLServer() *handler.Server {
-	root := &resolvers.Resolver{
-		Service: o.Service,
-		EndSubscription: func(ctx context.Context, err error) {
-			if o.CloseWebsocket == nil {
-				return
-			}
-			var cut *switchboard.CutoffError
-			if errors.As(err, &cut) {
-				// 1013 "try again later": clients reconnect and resume
-				// from the last revision they saw.
-				o.CloseWebsocket(ctx, 1013, fmt.Sprintf("too far behind; resume after revision %d", cut.LastRevision))
-				return
-			}
-			o.CloseWebsocket(ctx, 1011, switchboard.ErrorMessage(err))
-		},
-	}
+	root := &resolvers.Resolver{Service: o.Service}
 	cfg := graph.Config{Resolvers: root}
 	srv := handler.New(graph.NewExecutableSchema(cfg))
 	compile := root.EventRenderer
