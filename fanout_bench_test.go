@@ -16,10 +16,10 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// Engine benchmarks: the gateway with the gqlws transport ("engine") and
-// with gqlgen's own websocket transport ("stock", as before), run side by
-// side so that every figure is also a ratio. Clients share the process
-// and the cores with the server, so absolute figures are client-bound.
+// Engine benchmarks: the gateway's websocket path (gqlws over gorillaws).
+// Clients share the process and the cores with the server, so absolute
+// figures are client-bound. The comparison with stock gqlgen is the load
+// command's stock baseline (cmd/switchboard-load, stockgql).
 //
 //	go test -run '^$' -bench 'Fanout|IdleSocket' -benchtime 20x .
 //
@@ -69,10 +69,9 @@ func benchSockets(b *testing.B, m *Main, n int) []*websocket.Conn {
 	return conns
 }
 
-func startBench(b *testing.B, stock bool) (*Main, *client, string) {
+func startBench(b *testing.B) (*Main, *client, string) {
 	b.Helper()
 	m := mustStart(b, "", func(m *Main) {
-		m.Config.StockWebsocket = stock
 		// Every subscriber is the demo token's.
 		m.Config.MaxSocketsPerToken, m.Config.MaxSocketsPerWorkspace = -1, -1
 	})
@@ -86,94 +85,91 @@ func startBench(b *testing.B, stock bool) (*Main, *client, string) {
 // last delivery, deliveries/s the sustained rate.
 func BenchmarkFanout(b *testing.B) {
 	for _, n := range []int{1000} {
-		for _, variant := range []string{"stock", "engine"} {
-			b.Run(fmt.Sprintf("%s/subscribers=%d", variant, n), func(b *testing.B) {
-				m, c, id := startBench(b, variant == "stock")
-				conns := benchSockets(b, m, n)
-				var wg sync.WaitGroup
-				round := make([]chan struct{}, len(conns))
-				for i, conn := range conns {
-					round[i] = make(chan struct{}, 1)
-					go func() {
-						for range round[i] {
-							conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-							for {
-								_, msg, err := conn.ReadMessage()
-								if err != nil {
-									b.Errorf("read: %v", err)
-									wg.Done()
-									return
-								}
-								if strings.Contains(string(msg), `"next"`) {
-									break
-								}
+		b.Run(fmt.Sprintf("engine/subscribers=%d", n), func(b *testing.B) {
+			m, c, id := startBench(b)
+			conns := benchSockets(b, m, n)
+			var wg sync.WaitGroup
+			round := make([]chan struct{}, len(conns))
+			for i, conn := range conns {
+				round[i] = make(chan struct{}, 1)
+				go func() {
+					for range round[i] {
+						conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+						for {
+							_, msg, err := conn.ReadMessage()
+							if err != nil {
+								b.Errorf("read: %v", err)
+								wg.Done()
+								return
 							}
-							wg.Done()
+							if strings.Contains(string(msg), `"next"`) {
+								break
+							}
 						}
-					}()
+						wg.Done()
+					}
+				}()
+			}
+			b.Cleanup(func() {
+				for _, r := range round {
+					close(r)
 				}
-				b.Cleanup(func() {
-					for _, r := range round {
-						close(r)
-					}
-				})
-				runtime.GC()
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					wg.Add(len(conns))
-					for _, r := range round {
-						r <- struct{}{}
-					}
-					if _, _, errs := configure(c, id, "sync_interval_minutes", strconv.Itoa(5+i%1000)); len(errs) > 0 {
-						b.Fatal(errs)
-					}
-					wg.Wait()
-				}
-				b.StopTimer()
-				elapsed := b.Elapsed().Seconds()
-				b.ReportMetric(float64(b.N*len(conns))/elapsed, "deliveries/s")
 			})
-		}
+			runtime.GC()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				wg.Add(len(conns))
+				for _, r := range round {
+					r <- struct{}{}
+				}
+				if _, _, errs := configure(c, id, "sync_interval_minutes", strconv.Itoa(5+i%1000)); len(errs) > 0 {
+					b.Fatal(errs)
+				}
+				wg.Wait()
+			}
+			b.StopTimer()
+			elapsed := b.Elapsed().Seconds()
+			b.ReportMetric(float64(b.N*len(conns))/elapsed, "deliveries/s")
+		})
 	}
 }
 
 // BenchmarkIdleSocket holds sockets with one subscription each and reports
 // what each costs the process at rest: goroutines (the client side holds
 // none) and heap plus stack bytes (including the client's small gorilla
-// buffers, about 1 KiB, the same in both variants).
+// buffers, about 1 KiB).
 func BenchmarkIdleSocket(b *testing.B) {
 	const n = 2000
-	for _, variant := range []string{"stock", "engine"} {
-		b.Run(variant, func(b *testing.B) {
-			m, _, _ := startBench(b, variant == "stock")
-			for i := 0; i < b.N; i++ {
-				g0, heap0, stack0 := restingUsage()
-				conns := benchSockets(b, m, n)
-				time.Sleep(100 * time.Millisecond) // let transient goroutines end
-				g1, heap1, stack1 := restingUsage()
-				b.ReportMetric(float64(g1-g0)/n, "goroutines/socket")
-				b.ReportMetric(float64(heap1+stack1-heap0-stack0)/n, "bytes/socket")
-				b.ReportMetric(float64(heap1-heap0)/n, "heap-bytes/socket")
-				b.ReportMetric(float64(stack1-stack0)/n, "stack-bytes/socket")
-				if path := os.Getenv("IDLE_HEAP_PROFILE"); path != "" {
-					// The heap with the sockets open (go tool pprof -sample_index=inuse_space).
-					f, err := os.Create(path + "." + variant)
-					if err != nil {
-						b.Fatal(err)
-					}
-					_ = pprof.WriteHeapProfile(f)
-					f.Close()
+	const variant = "engine"
+	b.Run(variant, func(b *testing.B) {
+		m, _, _ := startBench(b)
+		for i := 0; i < b.N; i++ {
+			g0, heap0, stack0 := restingUsage()
+			conns := benchSockets(b, m, n)
+			time.Sleep(100 * time.Millisecond) // let transient goroutines end
+			g1, heap1, stack1 := restingUsage()
+			b.ReportMetric(float64(g1-g0)/n, "goroutines/socket")
+			b.ReportMetric(float64(heap1+stack1-heap0-stack0)/n, "bytes/socket")
+			b.ReportMetric(float64(heap1-heap0)/n, "heap-bytes/socket")
+			b.ReportMetric(float64(stack1-stack0)/n, "stack-bytes/socket")
+			if path := os.Getenv("IDLE_HEAP_PROFILE"); path != "" {
+				// The heap with the sockets open (go tool pprof -sample_index=inuse_space).
+				f, err := os.Create(path + "." + variant)
+				if err != nil {
+					b.Fatal(err)
 				}
-				for _, c := range conns {
-					c.Close()
-				}
-				deadline := time.Now().Add(30 * time.Second)
-				for m.ws.Count() > 0 && time.Now().Before(deadline) {
-					time.Sleep(10 * time.Millisecond)
-				}
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
 			}
-		})
-	}
+			for _, c := range conns {
+				c.Close()
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for m.ws.Count() > 0 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	})
 }
 
 func restingUsage() (goroutines int, heap, stack int64) {

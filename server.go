@@ -94,9 +94,6 @@ type Config struct {
 	ChangelogMaxEvents    int           // per workspace
 	SubscriberQueue       int           // events queued per subscriber before it is cut off
 	WebsocketWriteTimeout time.Duration // a write to a stalled socket fails after this
-	// StockWebsocket serves subscriptions with gqlgen's own websocket
-	// transport instead of gqlws, as before; for comparison benchmarks.
-	StockWebsocket bool
 	// ExecutorEvents renders every subscription event with gqlgen's
 	// executor, without the compiled renderer of integrationEvents.
 	ExecutorEvents bool
@@ -398,15 +395,15 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		return 0
 	}
-	wsOpts := gorillaws.Options{AllowedOrigins: allowed, WriteTimeout: cfg.WebsocketWriteTimeout}
-	if !cfg.StockWebsocket {
-		// An idle socket keeps only a small read buffer; write buffers
-		// are lent for the length of a write.
-		wsOpts.ReadBufferSize = websocketReadBuffer
-		wsOpts.WriteBufferSize = websocketWriteBuffer
-		wsOpts.WriteBufferPool = websocketWritePool
-	}
-	m.ws = gorillaws.New(wsOpts)
+	// An idle socket keeps only a small read buffer; write buffers are
+	// lent for the length of a write.
+	m.ws = gorillaws.New(gorillaws.Options{
+		AllowedOrigins:  allowed,
+		WriteTimeout:    cfg.WebsocketWriteTimeout,
+		ReadBufferSize:  websocketReadBuffer,
+		WriteBufferSize: websocketWriteBuffer,
+		WriteBufferPool: websocketWritePool,
+	})
 
 	if cfg.Dev {
 		if err := m.bootstrapDemo(ctx); err != nil {
@@ -416,14 +413,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	opts := httpapi.Options{
-		Service:        m.service,
-		Websocket:      m.ws,
-		CloseWebsocket: gorillaws.Close,
-		WrapWebsocket:  nil, // set below
-		Dev:            cfg.Dev,
-		Logger:         m.Logger,
-		Ready:          func() bool { return !m.draining.Load() },
-		Revision:       m.store.Revision,
+		Service:       m.service,
+		Websocket:     m.ws,
+		WrapWebsocket: nil, // set below
+		Dev:           cfg.Dev,
+		Logger:        m.Logger,
+		Ready:         func() bool { return !m.draining.Load() },
+		Revision:      m.store.Revision,
 
 		IntegrationsVersion: m.store.IntegrationsVersion,
 		Settings:            m.settingsPage(),
@@ -435,7 +431,6 @@ func (m *Main) Run(ctx context.Context) error {
 		CallbackRate:         cfg.CallbackRate,
 		CallbackBurst:        cfg.CallbackBurst,
 		WebsocketInitTimeout: cfg.WebsocketInitTimeout,
-		StockWebsocket:       cfg.StockWebsocket,
 		ExecutorEvents:       cfg.ExecutorEvents,
 		MaxFields:            cfg.MaxFields,
 		MaxSelectionFields:   cfg.MaxSelectionFields,

@@ -3,13 +3,14 @@
 // and replays the store's changelog for subscribers that resume from a
 // revision, serving the recent part of it from memory (history.go).
 //
-// Each subscriber has a bounded queue. The publisher never waits for a
-// subscriber: when a queue is full the subscriber is cut off (its channel
-// closes and Err returns a *switchboard.CutoffError) and it resumes from the
-// changelog with nothing lost. A subscriber that asked to be notified
-// (SubscribeRequest.Notify) is polled instead: its queue is a slice that
-// grows only as it falls behind, up to the same bound, and is given back
-// once drained, so an idle subscriber costs no queue memory.
+// Each subscriber has a bounded queue, which its consumer polls
+// (Subscription.Poll) after each notification (SubscribeRequest.Notify):
+// a slice that grows only as the subscriber falls behind and is given back
+// once drained, so an idle subscriber costs no queue memory. The publisher
+// never waits for a subscriber: when a queue is full the subscriber is cut
+// off (Poll reports the end once the queue is drained, and Err returns a
+// *switchboard.CutoffError) and it resumes from the changelog with nothing
+// lost.
 package fanout
 
 import (
@@ -145,9 +146,8 @@ func New(src EventSource, lastRevision uint64, opts Options) *Broker {
 type subscriber struct {
 	workspaceID string
 	match       func(*switchboard.Event) bool
-	notify      func()                  // nil, or called after each enqueue and after the end
-	ch          chan *switchboard.Event // without notify: the queue, of QueueSize
-	q           queue                   // with notify: the queue, grown on demand
+	notify      func() // nil, or called after each enqueue and after the end
+	q           queue  // grown on demand, up to QueueSize
 
 	// last is the last revision this subscriber has handled: enqueued, or
 	// skipped by match. The replay goroutine writes it while replaying, the
@@ -155,9 +155,9 @@ type subscriber struct {
 	last atomic.Uint64
 
 	idx    int                  // mu: position in workspaces[workspaceID]
-	live   bool                 // mu: false while replaying; then the replay goroutine owns ch
+	live   bool                 // mu: false while replaying; then the replay goroutine fills q
 	held   []*switchboard.Event // mu: live events that arrived during replay
-	done   bool                 // mu: unregistered; C is closed or about to be
+	done   bool                 // mu: unregistered; q is closed or about to be
 	cutoff bool                 // mu: ended for falling behind
 	err    error                // mu: why it ended, unless cutoff
 
@@ -317,9 +317,9 @@ func (b *Broker) cutoffLocked(s *subscriber) {
 	b.endLocked(s, nil)
 }
 
-// endLocked unregisters s. A live subscriber's channel is closed here; a
-// replaying one's replay is cancelled and its goroutine closes the channel,
-// since it may be sending on it.
+// endLocked unregisters s. A live subscriber's queue is closed here; a
+// replaying one's replay is cancelled and its goroutine closes the queue,
+// since it may be waiting to push to it.
 func (b *Broker) endLocked(s *subscriber, err error) {
 	if s.done {
 		return
@@ -360,26 +360,14 @@ func (s *subscriber) notified() {
 
 // offer enqueues ev unless the queue holds bound events already.
 func (s *subscriber) offer(ev *switchboard.Event, bound int) bool {
-	if s.notify == nil {
-		select {
-		case s.ch <- ev:
-			return true
-		default:
-			return false
-		}
-	}
 	s.q.mu.Lock()
 	defer s.q.mu.Unlock()
 	return s.q.pushLocked(ev, bound)
 }
 
-// close ends the queue: the channel closes, or Poll reports the end once
-// it has handed out what is queued.
+// close ends the queue: Poll reports the end once it has handed out what
+// is queued.
 func (s *subscriber) close() {
-	if s.notify == nil {
-		close(s.ch)
-		return
-	}
 	s.q.mu.Lock()
 	s.q.closed = true
 	s.q.mu.Unlock()
@@ -390,7 +378,7 @@ func (s *subscriber) close() {
 // one holds almost nothing.
 const keepCap = 4
 
-// queue is a polled subscriber's queue: events in items[head:].
+// queue is a subscriber's queue: events in items[head:].
 type queue struct {
 	mu     sync.Mutex
 	items  []*switchboard.Event
@@ -473,9 +461,10 @@ func (q *queue) push(ctx context.Context, ev *switchboard.Event, bound int) bool
 // any revision the replay already sent.
 //
 // An error reading the first replay page (ECOMPACTED, EINVALID, ...) is
-// returned from Subscribe; a later one closes C and is returned by Err.
-// When ctx ends, C closes and Err returns nil. After Close, Subscribe fails
-// with EUNAVAILABLE.
+// returned from Subscribe; a later one ends the subscription and is
+// returned by Err. When ctx ends (without EndByCall) or End is called, the
+// subscription ends and Err returns nil. After Close, Subscribe fails with
+// EUNAVAILABLE.
 func (b *Broker) Subscribe(ctx context.Context, req switchboard.SubscribeRequest) (*switchboard.Subscription, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -485,9 +474,6 @@ func (b *Broker) Subscribe(ctx context.Context, req switchboard.SubscribeRequest
 		match:       req.Match,
 		notify:      req.Notify,
 		live:        req.AfterRevision == nil,
-	}
-	if s.notify == nil {
-		s.ch = make(chan *switchboard.Event, b.opts.QueueSize)
 	}
 	var rctx context.Context
 	if !s.live {
@@ -525,10 +511,7 @@ func (b *Broker) Subscribe(ctx context.Context, req switchboard.SubscribeRequest
 	}
 	b.mu.Unlock()
 
-	sub := &switchboard.Subscription{C: s.ch, Err: func() error { return b.errOf(s) }, End: func() { b.end(s, nil) }}
-	if s.notify != nil {
-		sub.Poll = s.q.poll
-	}
+	sub := &switchboard.Subscription{Poll: s.q.poll, Err: func() error { return b.errOf(s) }, End: func() { b.end(s, nil) }}
 	if s.live {
 		return sub, nil
 	}
@@ -641,16 +624,8 @@ func (b *Broker) send(ctx context.Context, s *subscriber, ev *switchboard.Event)
 		s.last.Store(ev.Revision)
 		return true
 	}
-	if s.notify != nil {
-		if !s.q.push(ctx, ev, b.opts.QueueSize) {
-			return false
-		}
-	} else {
-		select {
-		case s.ch <- ev:
-		case <-ctx.Done():
-			return false
-		}
+	if !s.q.push(ctx, ev, b.opts.QueueSize) {
+		return false
 	}
 	s.last.Store(ev.Revision)
 	b.delivered.Add(1)

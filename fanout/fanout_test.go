@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -144,6 +145,20 @@ func mustSubscribe(t testing.TB, b *fanout.Broker, ctx context.Context, ws strin
 	return sub
 }
 
+// subscribeWoken subscribes with a Notify that wakes the returned channel
+// (of one slot: several notifications may wake it once).
+func subscribeWoken(ctx context.Context, b *fanout.Broker, req switchboard.SubscribeRequest) (*switchboard.Subscription, <-chan struct{}, error) {
+	wake := make(chan struct{}, 1)
+	req.Notify = func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	sub, err := b.Subscribe(ctx, req)
+	return sub, wake, err
+}
+
 func ptr(v uint64) *uint64 { return &v }
 
 func event(ws string, rev uint64) *switchboard.Event {
@@ -151,52 +166,88 @@ func event(ws string, rev uint64) *switchboard.Event {
 		Integration: &switchboard.Integration{ID: "i-" + ws, WorkspaceID: ws, Category: switchboard.CategoryCRM}}
 }
 
+// pollEvery is how often the helpers below poll a subscription that has
+// nothing queued; they stand for a consumer that a Notify would wake.
+const pollEvery = 50 * time.Microsecond
+
+// next takes sub's next event, polling until one is queued: ok is false
+// once the subscription has ended and every event was taken. It fails the
+// test when neither happens within timeout.
+func next(t testing.TB, sub *switchboard.Subscription, timeout time.Duration) (ev *switchboard.Event, ok bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ev, more := sub.Poll()
+		switch {
+		case ev != nil:
+			return ev, true
+		case !more:
+			return nil, false
+		case time.Now().After(deadline):
+			t.Fatalf("no event and no end within %v", timeout)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// events iterates over sub's events until it ends and every event was
+// taken, polling while none is queued.
+func events(sub *switchboard.Subscription) iter.Seq[*switchboard.Event] {
+	return func(yield func(*switchboard.Event) bool) {
+		for {
+			ev, more := sub.Poll()
+			switch {
+			case ev != nil:
+				if !yield(ev) {
+					return
+				}
+				continue
+			case !more:
+				return
+			}
+			time.Sleep(pollEvery)
+		}
+	}
+}
+
 // receive reads n events from sub, failing after a timeout.
 func receive(t testing.TB, sub *switchboard.Subscription, n int) []uint64 {
 	t.Helper()
 	var got []uint64
-	timeout := time.After(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for len(got) < n {
-		select {
-		case ev, ok := <-sub.C:
-			if !ok {
-				t.Fatalf("channel closed after %v (err %v); want %d events", got, sub.Err(), n)
-			}
-			got = append(got, ev.Revision)
-		case <-timeout:
-			t.Fatalf("timed out after %v; want %d events", got, n)
+		ev, ok := next(t, sub, time.Until(deadline))
+		if !ok {
+			t.Fatalf("subscription ended after %v (err %v); want %d events", got, sub.Err(), n)
 		}
+		got = append(got, ev.Revision)
 	}
 	return got
 }
 
 func expectNothing(t testing.TB, sub *switchboard.Subscription) {
 	t.Helper()
-	select {
-	case ev, ok := <-sub.C:
-		if ok {
-			t.Fatalf("got revision %d; want nothing yet", ev.Revision)
-		}
-		t.Fatalf("channel closed (err %v); want it open", sub.Err())
-	case <-time.After(20 * time.Millisecond):
+	time.Sleep(20 * time.Millisecond)
+	ev, more := sub.Poll()
+	if ev != nil {
+		t.Fatalf("got revision %d; want nothing yet", ev.Revision)
+	}
+	if !more {
+		t.Fatalf("subscription ended (err %v); want it open", sub.Err())
 	}
 }
 
-// drainClosed reads what is left in sub.C and waits for it to close.
+// drainClosed takes what is left in sub and waits for it to end.
 func drainClosed(t testing.TB, sub *switchboard.Subscription) []uint64 {
 	t.Helper()
 	var got []uint64
-	timeout := time.After(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for {
-		select {
-		case ev, ok := <-sub.C:
-			if !ok {
-				return got
-			}
-			got = append(got, ev.Revision)
-		case <-timeout:
-			t.Fatalf("channel still open after %v", got)
+		ev, ok := next(t, sub, time.Until(deadline))
+		if !ok {
+			return got
 		}
+		got = append(got, ev.Revision)
 	}
 }
 
@@ -365,7 +416,7 @@ func TestReplayThenLiveHasNoGapAndNoDuplicate(t *testing.T) {
 					return
 				}
 				ended := false
-				for ev := range sub.C {
+				for ev := range events(sub) {
 					r.got = append(r.got, ev.Revision)
 					after = ev.Revision
 					if ev.Kind == end {
@@ -383,7 +434,7 @@ func TestReplayThenLiveHasNoGapAndNoDuplicate(t *testing.T) {
 				}
 				var ce *switchboard.CutoffError
 				if err := sub.Err(); !errors.As(err, &ce) {
-					t.Errorf("%s: C closed with %v; want a CutoffError", ws, err)
+					t.Errorf("%s: ended with %v; want a CutoffError", ws, err)
 					return
 				}
 				if ce.LastRevision != after {
@@ -537,7 +588,8 @@ func TestStalledReplayIsCutOff(t *testing.T) {
 		m.commit("a", switchboard.EventConfigured)
 	}
 	sub := mustSubscribe(t, b, t.Context(), "a", ptr(0))
-	waitFor(t, func() bool { return len(sub.C) == 8 })
+	// The replay has queued 8 and waits for room.
+	waitFor(t, func() bool { return b.Stats().Delivered == 8 })
 	for range 9 {
 		m.commit("a", switchboard.EventConfigured)
 	}
@@ -564,7 +616,7 @@ func TestContextEndClosesSubscription(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	live := mustSubscribe(t, b, ctx, "a", nil)
 	replaying := mustSubscribe(t, b, ctx, "a", ptr(0)) // blocked: nobody reads
-	waitFor(t, func() bool { return len(replaying.C) == 4 })
+	waitFor(t, func() bool { return b.Stats().Delivered == 4 })
 	cancel()
 
 	drainClosed(t, live)
@@ -588,7 +640,7 @@ func TestCloseEndsSubscribers(t *testing.T) {
 	}
 	live := mustSubscribe(t, b, t.Context(), "b", nil)
 	replaying := mustSubscribe(t, b, t.Context(), "a", ptr(0))
-	waitFor(t, func() bool { return len(replaying.C) == 4 })
+	waitFor(t, func() bool { return b.Stats().Delivered == 4 })
 
 	b.Close()
 	drainClosed(t, live)
@@ -715,7 +767,7 @@ func TestHammer(t *testing.T) {
 					continue
 				}
 				s := stream{ws: ws, after: after}
-				for ev := range sub.C {
+				for ev := range events(sub) {
 					if ev.WorkspaceID != ws {
 						t.Errorf("subscriber of %s got an event of %s", ws, ev.WorkspaceID)
 					}
@@ -780,13 +832,40 @@ func waitFor(t testing.TB, cond func() bool) {
 	}
 }
 
+// BenchmarkPublish10000Subscribers publishes to 10,000 subscribers of one
+// workspace, consumed as the websocket transport consumes them: Notify
+// queues a subscriber once on a ready list, and one reader per CPU polls
+// the subscribers on it.
 func BenchmarkPublish10000Subscribers(b *testing.B) {
+	const n = 10000
 	br, _ := newBroker(b, fanout.Options{QueueSize: 1024})
+	type reader struct {
+		sub    *switchboard.Subscription
+		queued atomic.Bool
+	}
+	ready := make(chan *reader, n) // each reader is on it at most once
+	for range n {
+		r := &reader{}
+		sub, err := br.Subscribe(b.Context(), switchboard.SubscribeRequest{WorkspaceID: "a", Notify: func() {
+			if r.queued.CompareAndSwap(false, true) {
+				ready <- r
+			}
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.sub = sub
+	}
 	var readers sync.WaitGroup
-	for range 10000 {
-		sub := mustSubscribe(b, br, b.Context(), "a", nil)
+	for range runtime.GOMAXPROCS(0) {
 		readers.Go(func() {
-			for range sub.C {
+			for r := range ready {
+				r.queued.Store(false)
+				for {
+					if ev, _ := r.sub.Poll(); ev == nil {
+						break
+					}
+				}
 			}
 		})
 	}
@@ -797,7 +876,8 @@ func BenchmarkPublish10000Subscribers(b *testing.B) {
 	b.StopTimer()
 	s := br.Stats()
 	b.ReportMetric(float64(s.Cutoffs), "cutoffs")
-	br.Close()
+	br.Close() // the last Notify calls return before Close does
+	close(ready)
 	readers.Wait()
 }
 
@@ -822,8 +902,8 @@ func TestNotifyAccountsForEverySend(t *testing.T) {
 	}
 	var got []uint64
 	closed := false
-	if sub.C != nil || sub.Poll == nil {
-		t.Fatal("a notified subscription is polled: want C nil and Poll set")
+	if sub.Poll == nil {
+		t.Fatal("a notified subscription is polled: want Poll set")
 	}
 	take := func() {
 		for {

@@ -399,7 +399,7 @@ func TestHistoryReplayDuringPublish(t *testing.T) {
 			after := min(uint64(i*9), latest)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			sub, err := l.broker.Subscribe(ctx, switchboard.SubscribeRequest{WorkspaceID: ws, AfterRevision: &after})
+			sub, wake, err := subscribeWoken(ctx, l.broker, switchboard.SubscribeRequest{WorkspaceID: ws, AfterRevision: &after})
 			if err != nil {
 				results <- result{ws: ws, after: after, err: err}
 				return
@@ -407,23 +407,27 @@ func TestHistoryReplayDuringPublish(t *testing.T) {
 			var got []uint64
 			timeout := time.After(20 * time.Second)
 			for {
-				select {
-				case ev, ok := <-sub.C:
-					if !ok {
-						results <- result{ws, after, got, fmt.Errorf("closed: %v", sub.Err())}
+				ev, more := sub.Poll()
+				if ev == nil && more {
+					select {
+					case <-wake:
+						continue
+					case <-timeout:
+						results <- result{ws, after, got, fmt.Errorf("timed out")}
 						return
 					}
-					if ev.WorkspaceID != ws {
-						results <- result{ws, after, got, fmt.Errorf("event %d of workspace %s", ev.Revision, ev.WorkspaceID)}
-						return
-					}
-					got = append(got, ev.Revision)
-					if ev.Revision > 60+extra {
-						results <- result{ws, after, got, nil}
-						return
-					}
-				case <-timeout:
-					results <- result{ws, after, got, fmt.Errorf("timed out")}
+				}
+				if ev == nil {
+					results <- result{ws, after, got, fmt.Errorf("closed: %v", sub.Err())}
+					return
+				}
+				if ev.WorkspaceID != ws {
+					results <- result{ws, after, got, fmt.Errorf("event %d of workspace %s", ev.Revision, ev.WorkspaceID)}
+					return
+				}
+				got = append(got, ev.Revision)
+				if ev.Revision > 60+extra {
+					results <- result{ws, after, got, nil}
 					return
 				}
 			}

@@ -114,12 +114,21 @@ func benchReplay(b *testing.B, br *fanout.Broker, fromMemory bool) {
 	b.ResetTimer()
 	for range b.N {
 		sctx, cancel := context.WithCancel(ctx)
-		sub := mustSubscribe(b, br, sctx, "ws", ptr(0))
+		sub, wake, err := subscribeWoken(sctx, br, switchboard.SubscribeRequest{WorkspaceID: "ws", AfterRevision: ptr(0)})
+		if err != nil {
+			b.Fatal(err)
+		}
 		n := 0
-		for range sub.C {
-			if n++; n == events {
+		for n < events {
+			ev, more := sub.Poll()
+			if ev != nil {
+				n++
+				continue
+			}
+			if !more {
 				break
 			}
+			<-wake
 		}
 		cancel()
 		if n != events {

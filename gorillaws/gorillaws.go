@@ -1,17 +1,20 @@
-// Package gorillaws adapts github.com/gorilla/websocket to gqlgen's
-// websocket transport (transport.WebsocketImplementation), which no longer
-// ships gorilla support.
+// Package gorillaws puts github.com/gorilla/websocket under the gqlws
+// transport: Implementation is a gqlws.Upgrader and its sockets are
+// gqlws.Conns. It imports gqlws for those two interfaces, as a store
+// implements the domain's: the transport owns the contract it needs, and
+// the socket library's adapter depends on it, never the other way round.
+// Implementation also satisfies gqlgen's transport.WebsocketImplementation
+// (Accept), which no longer ships gorilla support.
 //
-// Beyond the adapter contract it adds what a server needs around it:
-// origin checks, a write deadline on every message so that a client that
-// stops reading fails its own writes instead of holding a goroutine
-// forever, closing one request's websocket with a code and reason from
-// inside a resolver (Close), and closing every socket on shutdown.
+// Beyond the contract it adds what a server needs around it: origin
+// checks, a write deadline on every message so that a client that stops
+// reading fails its own writes instead of holding a goroutine forever,
+// and closing every socket on shutdown.
 //
 // Use:
 //
 //	ws := gorillaws.New(gorillaws.Options{AllowedOrigins: origins})
-//	srv.AddTransport(transport.Websocket{Implementation: ws, InitFunc: ...})
+//	srv.AddTransport(&gqlws.Transport{Upgrader: ws, InitFunc: ...})
 //	mux.Handle("/graphql", ws.Middleware(srv))
 //	...
 //	ws.Shutdown("server is restarting")
@@ -19,7 +22,6 @@ package gorillaws
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +37,8 @@ import (
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/gorilla/websocket"
+
+	"github.com/bont/switchboard/gqlws"
 )
 
 // DefaultWriteTimeout is the write deadline of each message when
@@ -86,7 +90,10 @@ type Implementation struct {
 	shutdown bool
 }
 
-var _ transport.WebsocketImplementation = (*Implementation)(nil)
+var (
+	_ gqlws.Upgrader                    = (*Implementation)(nil)
+	_ transport.WebsocketImplementation = (*Implementation)(nil)
+)
 
 // New returns an Implementation configured by opts.
 func New(opts Options) *Implementation {
@@ -118,21 +125,40 @@ func New(opts Options) *Implementation {
 // ErrShuttingDown is returned by Accept after Shutdown.
 var ErrShuttingDown = errors.New("gorillaws: server is shutting down")
 
-// Accept upgrades r to a websocket speaking one of options.Subprotocols.
-// A disallowed origin is refused with 403 and a request after Shutdown
-// with 503, before upgrading. On error the HTTP response has been written.
+// Upgrade upgrades r to a websocket speaking one of subprotocols (in
+// order of preference). A disallowed origin is refused with 403 and a
+// request after Shutdown with 503, before upgrading. On error the HTTP
+// response has been written.
+func (i *Implementation) Upgrade(w http.ResponseWriter, r *http.Request, subprotocols []string) (gqlws.Conn, error) {
+	c, err := i.upgrade(w, r, subprotocols, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Accept is Upgrade for gqlgen's own websocket transport.
 //
 // gqlgen writes its own error response after a failed Accept; wrap the
 // handler with Middleware so that refused origins are answered before
 // gqlgen sees the request.
 func (i *Implementation) Accept(w http.ResponseWriter, r *http.Request, options transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
+	c, err := i.upgrade(w, r, options.Subprotocols, options.ResponseHeader)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (i *Implementation) upgrade(w http.ResponseWriter, r *http.Request, subprotocols []string, header http.Header) (*conn, error) {
 	if err := i.refuse(w, r); err != nil {
 		return nil, err
 	}
 	up := i.upgrader
-	up.Subprotocols = append([]string(nil), options.Subprotocols...)
+	// gorilla only reads it.
+	up.Subprotocols = subprotocols
 	hj := &hijacker{ResponseWriter: w}
-	ws, err := up.Upgrade(hj, r, options.ResponseHeader)
+	ws, err := up.Upgrade(hj, r, header)
 	if err != nil {
 		return nil, err
 	}
@@ -155,11 +181,6 @@ func (i *Implementation) Accept(w http.ResponseWriter, r *http.Request, options 
 			time.Now().Add(closeGrace))
 		_ = ws.Close()
 		return nil, ErrShuttingDown
-	}
-	if h, ok := r.Context().Value(holderKey{}).(*holder); ok {
-		h.mu.Lock()
-		h.conn = c
-		h.mu.Unlock()
 	}
 	return c, nil
 }
@@ -198,53 +219,18 @@ func (i *Implementation) originAllowed(r *http.Request) bool {
 	return i.allowed[strings.ToLower(u.Scheme+"://"+u.Host)]
 }
 
-// Middleware prepares websocket upgrade requests for Accept: it refuses
-// disallowed origins (403) and requests after Shutdown (503) with a plain
-// text answer, and puts a holder in the request context so that Close can
-// find the request's websocket. Other requests pass through untouched.
+// Middleware refuses websocket upgrade requests from disallowed origins
+// (403) and after Shutdown (503) with a plain text answer, before the
+// handler sees them. Other requests pass through untouched.
 func (i *Implementation) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !websocket.IsWebSocketUpgrade(r) {
-			next.ServeHTTP(w, r)
-			return
+		if websocket.IsWebSocketUpgrade(r) {
+			if err := i.refuse(w, r); err != nil {
+				return
+			}
 		}
-		if err := i.refuse(w, r); err != nil {
-			return
-		}
-		ctx := context.WithValue(r.Context(), holderKey{}, &holder{})
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(w, r)
 	})
-}
-
-type holderKey struct{}
-
-// holder carries a request's websocket from Accept to Close.
-type holder struct {
-	mu   sync.Mutex
-	conn *conn
-}
-
-// Close closes the websocket of the request ctx belongs to (ctx may be
-// derived from the request context, as resolver contexts are), sending
-// the close code and reason to the client. The reason is cut to the 123
-// bytes a close frame can carry. Close reports false when ctx belongs to
-// no websocket accepted behind Middleware, or the socket is already
-// closing.
-//
-// Use a code in 4000-4999 for application reasons; the client sees it on
-// its close event.
-func Close(ctx context.Context, code int, reason string) bool {
-	h, ok := ctx.Value(holderKey{}).(*holder)
-	if !ok {
-		return false
-	}
-	h.mu.Lock()
-	c := h.conn
-	h.mu.Unlock()
-	if c == nil {
-		return false
-	}
-	return c.closeWith(code, reason)
 }
 
 // Shutdown closes every open websocket with 1001 (going away) and reason,
@@ -285,9 +271,9 @@ func (i *Implementation) Count() int {
 	return len(i.conns)
 }
 
-// conn is one websocket. gqlgen reads from one goroutine and writes from
+// conn is one websocket. Its user reads from one goroutine and writes from
 // several (subscriptions, keep-alives); Close and WriteClose may also come
-// from Close and Shutdown.
+// from Shutdown.
 //
 // Closing follows RFC 6455: after our close frame goes out the socket
 // stays open until the peer answers with its own, or closeGrace passes.
@@ -317,6 +303,7 @@ type conn struct {
 }
 
 var (
+	_ gqlws.Conn                       = (*conn)(nil)
 	_ transport.WebsocketConn          = (*conn)(nil)
 	_ transport.WebsocketReadLimiter   = (*conn)(nil)
 	_ transport.WebsocketReadDeadliner = (*conn)(nil)
@@ -491,21 +478,6 @@ func (c *conn) Uncork() error {
 	}
 	return err
 }
-
-// Corker is implemented by the connections Accept returns.
-type Corker interface {
-	Cork()
-	Uncork() error
-}
-
-var _ Corker = (*conn)(nil)
-
-// TextWriter is implemented by the connections Accept returns.
-type TextWriter interface {
-	WriteText(parts ...[]byte) error
-}
-
-var _ TextWriter = (*conn)(nil)
 
 // WriteClose sends a close frame (the reason cut to 123 bytes) and arms a
 // timer that drops the socket if the peer has not answered within about a

@@ -257,36 +257,6 @@ func TestOrigin(t *testing.T) {
 	}
 }
 
-func TestCloseFromResolverContext(t *testing.T) {
-	s := newServer(t, gorillaws.Options{}, nil)
-	c := initTransportWS(t, s)
-	opCtx := subscribe(t, s, c, "subscribe")
-
-	if gorillaws.Close(context.Background(), 4000, "x") {
-		t.Fatal("Close with a context of no websocket reported true")
-	}
-	reason := "subscriber fell too far behind; resume after revision 42 " + strings.Repeat("é", 60)
-	if !gorillaws.Close(opCtx, 4000, reason) {
-		t.Fatal("Close(opCtx) = false; want true")
-	}
-	if gorillaws.Close(opCtx, 4000, reason) {
-		t.Fatal("second Close(opCtx) = true; want false")
-	}
-	ce := readClose(t, c)
-	if ce.Code != 4000 {
-		t.Fatalf("close code %d; want 4000", ce.Code)
-	}
-	if len(ce.Text) > 123 || !strings.HasPrefix(reason, ce.Text) || !strings.HasPrefix(ce.Text, "subscriber fell too far behind") {
-		t.Fatalf("close reason %q (%d bytes); want a prefix of the reason of at most 123 bytes", ce.Text, len(ce.Text))
-	}
-	waitFor(t, "the socket to close", func() bool { return s.impl.Count() == 0 })
-	select {
-	case <-opCtx.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("the subscription's context did not end")
-	}
-}
-
 func TestShutdown(t *testing.T) {
 	s := newServer(t, gorillaws.Options{}, nil)
 	readers := []*websocket.Conn{initTransportWS(t, s), initTransportWS(t, s)}

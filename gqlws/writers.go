@@ -16,8 +16,8 @@ import (
 //
 // A writer whose socket cannot take its bytes (a client that stopped
 // reading) would hold up every socket behind it until the write deadline.
-// The socket tells the writer before it waits (gorillaws'
-// OnBlockingWrite): the writer then no longer counts as running, and a new
+// The socket tells the writer before it waits (Conn.OnBlockingWrite):
+// the writer then no longer counts as running, and a new
 // writer starts for the sockets waiting, if any.
 type writers struct {
 	mu      sync.Mutex

@@ -24,24 +24,37 @@ import (
 )
 
 // hub is an event source for a schema of one subscription field, blob,
-// that hands its channel to the transport as the broker does.
+// that hands a poll function to the transport as the broker does.
 type hub struct {
 	mu   sync.Mutex
-	subs []hubSub
+	subs []*hubSub
 	n    int
 }
 
 type hubSub struct {
-	ch     chan string
+	mu     sync.Mutex
+	queue  []string
 	notify func()
 }
 
-// publish sends v to every subscription.
+func (s *hubSub) poll() (v string, ok, more bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		return "", false, true
+	}
+	v, s.queue = s.queue[0], s.queue[1:]
+	return v, true, true
+}
+
+// publish queues v on every subscription.
 func (h *hub) publish(v string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, s := range h.subs {
-		s.ch <- v
+		s.mu.Lock()
+		s.queue = append(s.queue, v)
+		s.mu.Unlock()
 		s.notify()
 	}
 }
@@ -67,13 +80,13 @@ func hubServer(t *testing.T, h *hub, writeTimeout time.Duration, configure ...fu
 			if !ok {
 				return graphql.OneShot(graphql.ErrorResponse(ctx, "not served by gqlws"))
 			}
-			src := make(chan string, 256)
+			src := &hubSub{notify: notify}
 			h.mu.Lock()
-			h.subs = append(h.subs, hubSub{ch: src, notify: notify})
+			h.subs = append(h.subs, src)
 			h.n++
 			h.mu.Unlock()
 			var key uint64
-			items := gqlws.Attach(ctx, (<-chan string)(src), func(string) uint64 { key++; return key }, nil)
+			items := gqlws.AttachPoll(ctx, src.poll, func(string) uint64 { key++; return key }, nil, nil)
 			return func(ctx context.Context) *graphql.Response {
 				v, ok := <-items
 				if !ok {

@@ -64,10 +64,7 @@ const (
 type Options struct {
 	Service *switchboard.Service
 	// Websocket accepts websocket connections (gorillaws).
-	Websocket transport.WebsocketImplementation
-	// CloseWebsocket closes the websocket a subscription runs on, with a
-	// close code and reason (gorillaws.Close).
-	CloseWebsocket func(ctx context.Context, code int, reason string) bool
+	Websocket gqlws.Upgrader
 	// WrapWebsocket, when set, wraps the /graphql handler (gorillaws.Middleware).
 	WrapWebsocket func(http.Handler) http.Handler
 	// Sandbox, when set (dev mode), is served under /sandbox/.
@@ -107,10 +104,6 @@ type Options struct {
 	// Document limits (document.go); zero or negative means
 	// DefaultMaxFields, DefaultMaxSelectionFields and DefaultMaxMerges.
 	MaxFields, MaxSelectionFields, MaxMerges int
-	// StockWebsocket serves websockets with gqlgen's own transport
-	// (a goroutine per subscription) instead of gqlws. It exists for
-	// benchmarks that compare the two in one run.
-	StockWebsocket bool
 	// ExecutorEvents leaves every subscription event to gqlgen's
 	// executor: no compiled renderer (eventrender).
 	ExecutorEvents bool
@@ -148,12 +141,7 @@ func New(o Options) http.Handler {
 	}
 	o.tokenLimits = limitsOr(o.TokenRate, o.TokenBurst, DefaultTokenRate, DefaultTokenBurst)
 	o.callbackLimits = limitsOr(o.CallbackRate, o.CallbackBurst, DefaultCallbackRate, DefaultCallbackBurst)
-	o.conns = &tokenConns{close: func(ctx context.Context, code int, reason string) bool {
-		if o.CloseWebsocket == nil {
-			return false
-		}
-		return o.CloseWebsocket(ctx, code, reason)
-	},
+	o.conns = &tokenConns{close: gqlws.Close,
 		maxPerToken:     capOr(o.MaxSocketsPerToken, DefaultMaxSocketsPerToken),
 		maxPerWorkspace: capOr(o.MaxSocketsPerWorkspace, DefaultMaxSocketsPerWorkspace),
 	}
@@ -210,52 +198,16 @@ func New(o Options) http.Handler {
 }
 
 func (o Options) graphQLServer() *handler.Server {
-	root := &resolvers.Resolver{
-		Service: o.Service,
-		EndSubscription: func(ctx context.Context, err error) {
-			if o.CloseWebsocket == nil {
-				return
-			}
-			var cut *switchboard.CutoffError
-			if errors.As(err, &cut) {
-				// 1013 "try again later": clients reconnect and resume
-				// from the last revision they saw.
-				o.CloseWebsocket(ctx, 1013, fmt.Sprintf("too far behind; resume after revision %d", cut.LastRevision))
-				return
-			}
-			o.CloseWebsocket(ctx, 1011, switchboard.ErrorMessage(err))
-		},
-	}
+	root := &resolvers.Resolver{Service: o.Service}
 	cfg := graph.Config{Resolvers: root}
 	srv := handler.New(graph.NewExecutableSchema(cfg))
-	if o.StockWebsocket {
-		readLimit := int64(MaxBodyBytes)
-		srv.AddTransport(transport.Websocket{
-			Implementation: &wsGuard{inner: o.Websocket, initTimeout: o.WebsocketInitTimeout, maxSubscriptions: MaxSubscriptions},
-			InitFunc: func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-				ctx, err := o.websocketInit(ctx, payload)
-				var ce *gqlws.CloseError
-				if errors.As(err, &ce) {
-					ctx = transport.WithWebsocketCloseCode(ctx, ce.Code)
-					ctx = transport.AppendCloseReason(ctx, ce.Reason)
-				}
-				return ctx, nil, err
-			},
-			KeepAlivePingInterval: WebsocketPing,
-			PayloadReadLimit:      &readLimit,
-			ErrorFunc: func(ctx context.Context, err error) {
-				o.Logger.Debug("websocket", "err", err)
-			},
-		})
-	} else {
-		compile := func(ctx context.Context, rc *graphql.OperationContext) gqlws.Renderer {
-			return eventrender.Compile(ctx, o.Service, rc)
-		}
-		if o.ExecutorEvents {
-			compile = nil
-		}
-		o.addWebsocket(srv, compile)
+	compile := func(ctx context.Context, rc *graphql.OperationContext) gqlws.Renderer {
+		return eventrender.Compile(ctx, o.Service, rc)
 	}
+	if o.ExecutorEvents {
+		compile = nil
+	}
+	o.addWebsocket(srv, compile)
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	// gqlgen's POST transport, without decoding the body a second time

@@ -4,6 +4,8 @@ package resolvers
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/bont/switchboard/gqlws"
 	"github.com/bont/switchboard/switchboard"
@@ -12,10 +14,6 @@ import (
 // Resolver is the root resolver.
 type Resolver struct {
 	Service *switchboard.Service
-	// EndSubscription is called when the server ends a subscription for a
-	// reason the client should hear (a cut-off slow subscriber); the server
-	// closes the websocket with that reason. May be nil.
-	EndSubscription func(ctx context.Context, err error)
 }
 
 func optional(s string) *string {
@@ -32,45 +30,40 @@ func deref(s *string) string {
 	return *s
 }
 
-// stream opens a subscription and hands it to gqlgen. Served by the gqlws
-// transport, no goroutine is involved: the broker notifies the transport,
-// which polls the broker's queue itself. Under another transport a
-// forwarding goroutine waits on the channel, as gqlgen expects. Either way,
-// when the broker ends the subscription for a reason the client should
-// hear (a cut-off), EndSubscription says it.
+// stream opens a subscription and hands it to the gqlws transport, which
+// polls the broker's queue itself when the broker notifies it: no
+// goroutine is involved. When the broker ends the subscription for a
+// reason the client should hear, the transport closes the websocket with
+// the code and reason endedBy gives.
 func (r *Resolver) stream(ctx context.Context, open func(notify func()) (*switchboard.Subscription, error)) (<-chan *switchboard.Event, error) {
-	notify, pumped := gqlws.Notifier(ctx)
+	notify, ok := gqlws.Notifier(ctx)
+	if !ok {
+		return nil, switchboard.Errorf(switchboard.EINVALID, "Subscriptions are served over a websocket (graphql-transport-ws or graphql-ws).")
+	}
 	sub, err := open(notify)
 	if err != nil {
 		return nil, err
 	}
-	// ended gets the context to speak through rather than keeping the
-	// subscription's: the transport lets go of that one while the
-	// subscription lives.
-	ended := func(ctx context.Context) {
-		if err := sub.Err(); err != nil && ctx.Err() == nil && r.EndSubscription != nil {
-			r.EndSubscription(ctx, err)
-		}
+	return gqlws.AttachPoll(ctx, func() (*switchboard.Event, bool, bool) {
+		ev, more := sub.Poll()
+		return ev, ev != nil, more
+	}, eventRevision, func() error { return endedBy(sub.Err()) }, sub.End), nil
+}
+
+// endedBy is how the websocket closes when the broker ended a
+// subscription with err: nil (the subscription ended by the client or the
+// socket) keeps it open.
+func endedBy(err error) error {
+	if err == nil {
+		return nil
 	}
-	if pumped {
-		return gqlws.AttachPoll(ctx, func() (*switchboard.Event, bool, bool) {
-			ev, more := sub.Poll()
-			return ev, ev != nil, more
-		}, eventRevision, ended, sub.End), nil
+	var cut *switchboard.CutoffError
+	if errors.As(err, &cut) {
+		// 1013 "try again later": clients reconnect and resume from the
+		// last revision they saw.
+		return &gqlws.CloseError{Code: 1013, Reason: fmt.Sprintf("too far behind; resume after revision %d", cut.LastRevision), Message: err.Error()}
 	}
-	out := make(chan *switchboard.Event)
-	go func() {
-		defer close(out)
-		for ev := range sub.C {
-			select {
-			case out <- ev:
-			case <-ctx.Done():
-				return
-			}
-		}
-		ended(ctx)
-	}()
-	return out, nil
+	return &gqlws.CloseError{Code: 1011, Reason: switchboard.ErrorMessage(err), Message: err.Error()}
 }
 
 func eventRevision(ev *switchboard.Event) uint64 { return ev.Revision }

@@ -424,20 +424,18 @@ func checkModel(t *testing.T, ctx context.Context, step int, op string, store *b
 	// Revisions strictly increase, and the changelog replays to the state.
 	var last *sb.Event
 	for {
-		select {
-		case ev, ok := <-sub.C:
-			if !ok {
+		ev, more := sub.Poll()
+		if ev == nil {
+			if !more {
 				fail("subscription closed: %v", sub.Err())
 			}
-			if ev.Revision <= lastRev {
-				fail("revision %d after %d", ev.Revision, lastRev)
-			}
-			lastRev = ev.Revision
-			last = ev
-			continue
-		default:
+			break
 		}
-		break
+		if ev.Revision <= lastRev {
+			fail("revision %d after %d", ev.Revision, lastRev)
+		}
+		lastRev = ev.Revision
+		last = ev
 	}
 	if lastRev != in.Revision {
 		fail("subscription at revision %d; integration at %d", lastRev, in.Revision)

@@ -870,16 +870,11 @@ func (s *Service) Configure(ctx context.Context, in ConfigureInput) (*Integratio
 
 // ---- events ----
 
-// Subscribe streams the viewer's workspace's events after afterRevision
-// (nil: live only), optionally of one category. Other users' personal
-// integrations are never sent.
-func (s *Service) Subscribe(ctx context.Context, afterRevision *uint64, category *Category) (*Subscription, error) {
-	return s.SubscribeNotify(ctx, afterRevision, category, nil)
-}
-
-// SubscribeNotify is Subscribe with SubscribeRequest.Notify set to notify.
-// With notify set the subscription also has EndByCall: the caller ends it
-// with Subscription.End.
+// SubscribeNotify streams the viewer's workspace's events after
+// afterRevision (nil: live only), optionally of one category, calling
+// notify (SubscribeRequest.Notify) after each. Other users' personal
+// integrations are never sent. With notify set the subscription also has
+// EndByCall: the caller ends it with Subscription.End.
 func (s *Service) SubscribeNotify(ctx context.Context, afterRevision *uint64, category *Category, notify func()) (*Subscription, error) {
 	p, err := reader(ctx)
 	if err != nil {

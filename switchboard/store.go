@@ -236,8 +236,8 @@ type Broker interface {
 	Publish(ev *Event)
 	// Subscribe replays the workspace's changelog after req.AfterRevision
 	// and then streams live events, with no gap and no duplicate. The
-	// returned channel closes when ctx ends or the subscriber is cut off;
-	// then Err tells why.
+	// subscription ends when ctx ends (unless req.EndByCall), when End is
+	// called, or when the subscriber is cut off; then Err tells why.
 	Subscribe(ctx context.Context, req SubscribeRequest) (*Subscription, error)
 }
 
@@ -250,9 +250,8 @@ type SubscribeRequest struct {
 	// visibility to the viewer). It runs on the publisher's path: keep it
 	// cheap and non-blocking.
 	Match func(*Event) bool
-	// Notify, when set, makes the subscription polled instead of a
-	// channel: it is called after each event is queued and after the
-	// subscription ends, so that a consumer can take events with
+	// Notify, when set, is called after each event is queued and after
+	// the subscription ends, so that a consumer can take events with
 	// Subscription.Poll without a goroutine parked anywhere. It runs on
 	// the publisher's path, possibly under the broker's lock: it must not
 	// block, and must not call the broker.
@@ -265,21 +264,19 @@ type SubscribeRequest struct {
 	EndByCall bool
 }
 
-// Subscription is a live stream of events. Without Notify in the request
-// events arrive on C; with it, C is nil and Poll takes them (a broker
-// may then queue them in memory that grows only as the consumer falls
-// behind, up to the same bound).
+// Subscription is a live stream of events, taken with Poll: the broker
+// queues them in memory that grows only as the consumer falls behind, up
+// to its bound, and calls the request's Notify after each one.
 type Subscription struct {
-	C <-chan *Event
-	// Poll, set when the request had Notify, takes the next event
-	// without blocking: ev is non-nil when one was queued; ev nil and
-	// more true means none yet (Notify will be called when one is); ev
-	// nil and more false means the subscription has ended and every
-	// event was taken. Safe to call from one goroutine at a time.
+	// Poll takes the next event without blocking: ev is non-nil when one
+	// was queued; ev nil and more true means none yet (Notify will be
+	// called when one is); ev nil and more false means the subscription
+	// has ended and every event was taken. Safe to call from one
+	// goroutine at a time.
 	Poll func() (ev *Event, more bool)
-	// Err returns why the subscription ended: nil when ctx ended, an
-	// *Error with ECOMPACTED or a *CutoffError otherwise. Valid after C
-	// is closed (or Poll returned more false).
+	// Err returns why the subscription ended: nil when ctx ended or End
+	// was called, an *Error with ECOMPACTED or a *CutoffError otherwise.
+	// Valid once Poll returned more false.
 	Err func() error
 	// End ends the subscription now, as ctx's end would; calling it
 	// again, or after the subscription ended, does nothing.
