@@ -33,12 +33,12 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/gorilla/websocket"
 
 	"github.com/bont/switchboard/gqlws"
+	"github.com/bont/switchboard/internal/textcut"
 )
 
 // DefaultWriteTimeout is the write deadline of each message when
@@ -499,7 +499,7 @@ func (c *conn) startClose(code int, message string) (bool, error) {
 	c.mu.Unlock()
 
 	err := c.ws.WriteControl(websocket.CloseMessage,
-		websocket.FormatCloseMessage(code, truncate(message, maxCloseReason)),
+		websocket.FormatCloseMessage(code, textcut.Bytes(message, maxCloseReason)),
 		time.Now().Add(closeGrace))
 	if errors.Is(err, websocket.ErrCloseSent) {
 		// gorilla already sent one: answering the peer's close, or
@@ -597,14 +597,3 @@ func (c *conn) Subprotocol() string { return c.ws.Subprotocol() }
 func (c *conn) SetReadLimit(limit int64) { c.ws.SetReadLimit(limit) }
 
 func (c *conn) SetReadDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }
-
-// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
+
+	"github.com/bont/switchboard/internal/textcut"
 )
 
 // kind is what a client's message is, in either protocol.
@@ -255,7 +257,7 @@ func (c *conn) handle(m inMessage) bool {
 		c.close(1000, "terminated")
 		return false
 	}
-	c.invalid("unknown type " + truncate(m.Type, 40))
+	c.invalid("unknown type " + textcut.Bytes(m.Type, 40))
 	return false
 }
 
@@ -410,11 +412,4 @@ func (c *conn) endPending() {
 	if done != nil {
 		done()
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

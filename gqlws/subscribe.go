@@ -12,6 +12,8 @@ import (
 	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/bont/switchboard/internal/textcut"
 )
 
 type sub struct {
@@ -68,7 +70,7 @@ func (c *conn) subscribe(id string, payload json.RawMessage) bool {
 	full := c.t.MaxSubscriptions > 0 && len(c.subs) >= c.t.MaxSubscriptions
 	c.mu.Unlock()
 	if dup {
-		c.close(4409, "Subscriber for "+truncate(id, 64)+" already exists")
+		c.close(4409, "Subscriber for "+textcut.Bytes(id, 64)+" already exists")
 		return false
 	}
 	if full {
