@@ -969,15 +969,15 @@ func (r *Refresher) report(providerID string, err error) {
 		return
 	}
 	class := "ok"
-	var pf ProviderFailure
-	switch {
-	case err == nil:
-	case ErrorCode(err) == EINVALID && errors.As(err, &pf) && (pf.OAuthCode() == "invalid_client" || pf.OAuthCode() == "unauthorized_client"):
-		class = "client_rejected"
-	case ErrorCode(err) == EINVALID:
-		class = "invalid_grant"
-	default:
-		class = "transient"
+	if err != nil {
+		switch ProviderFailureOf(err).Kind {
+		case FailureClientRefused:
+			class = "client_rejected"
+		case FailureGrantRefused, FailureRefused:
+			class = "invalid_grant"
+		default:
+			class = "transient"
+		}
 	}
 	r.Observe(providerID, class)
 }
@@ -986,16 +986,12 @@ func (r *Refresher) report(providerID string, err error) {
 // serial and records it.
 func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen, serial uint64, rerr error) error {
 	store := r.Service.Store
-	var pf ProviderFailure
-	status, oauthCode, retryAfter := 0, "", time.Duration(0)
-	if errors.As(rerr, &pf) {
-		status, oauthCode, retryAfter = pf.HTTPStatus(), pf.OAuthCode(), pf.RetryAfter()
-	}
+	pf := ProviderFailureOf(rerr)
 	pv, _ := r.Service.Provider(in.ProviderID)
 	now := r.now()
-	if ErrorCode(rerr) == EINVALID {
-		if oauthCode == "invalid_client" || oauthCode == "unauthorized_client" {
-			msg := fmt.Sprintf("%s refused Switchboard's client credentials while refreshing (%s). Reconnecting will not help: update the client ID and secret in the providers file.", pv.Name, oauthCode)
+	if pf.Kind != FailureTransient {
+		if pf.Kind == FailureClientRefused {
+			msg := fmt.Sprintf("%s refused Switchboard's client credentials while refreshing (%s). Reconnecting will not help: update the client ID and secret in the providers file.", pv.Name, pf.Code)
 			_ = store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, serial, RefreshState{FailingSince: e.failingSince})
 			_ = r.transition(ctx, gen, serial, in, StatusError, ReasonRefreshFailed, msg, EventError, func(c *Integration) bool {
 				return c.Status == StatusConnected || c.Status == StatusError && c.StatusReason == ReasonProviderUnavailable
@@ -1010,7 +1006,7 @@ func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen, 
 		uncertain := e.uncertain
 		r.mu.Unlock()
 		reason, msg := ReasonTokenRevoked, fmt.Sprintf("%s no longer accepts this connection's sign-in: %s", pv.Name, ErrorMessage(rerr))
-		if uncertain && oauthCode == "invalid_grant" {
+		if uncertain && pf.Kind == FailureGrantRefused {
 			reason = ReasonRefreshInterrupted
 			msg = fmt.Sprintf("A token refresh with %s was interrupted before its answer could be stored, and %s now refuses the previous refresh token. Reconnect to sign in again; the sync checkpoint is kept.", pv.Name, pv.Name)
 		}
@@ -1024,12 +1020,12 @@ func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen, 
 		t := now
 		e.failingSince = &t
 	}
-	if status == 0 {
+	if !pf.Answered {
 		e.uncertain = true
 	}
 	e.failures++
 	since := *e.failingSince
-	delay := max(r.backoff(e.failures), retryAfter)
+	delay := max(r.backoff(e.failures), pf.RetryAfter)
 	st := RefreshState{FailingSince: &since}
 	if e.uncertain {
 		st.RefreshStartedAt = &now

@@ -220,9 +220,16 @@ func (e providerError) Error() string {
 	}
 	return fmt.Sprintf("HTTP %d", e.status)
 }
-func (e providerError) HTTPStatus() int           { return e.status }
-func (e providerError) OAuthCode() string         { return e.code }
-func (e providerError) RetryAfter() time.Duration { return 0 }
+func (e providerError) ProviderFailure() sb.ProviderFailure {
+	f := sb.ProviderFailure{Kind: sb.FailureTransient, Answered: e.status != 0, Code: e.code}
+	switch {
+	case e.code == "invalid_grant":
+		f.Kind = sb.FailureGrantRefused
+	case e.code != "":
+		f.Kind = sb.FailureRefused
+	}
+	return f
+}
 func (e providerError) Unwrap() error {
 	if e.code != "" {
 		return sb.Errorf(sb.EINVALID, "the provider refused the grant: %s", e.code)
