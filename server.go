@@ -369,6 +369,8 @@ func (m *Main) Run(ctx context.Context) error {
 		},
 	}
 	m.refresher = switchboard.NewRefresher(m.service)
+	m.service.Observers = append(m.service.Observers, m.refresher)
+	m.service.TokenSource = m.refresher
 	m.refresher.Interval = cfg.RefreshInterval
 	m.refresher.FailureWindow = cfg.RefreshFailureWindow
 	m.refresher.Observe = m.metrics.ObserveRefresh
@@ -433,8 +435,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.sandbox != nil {
 		opts.Sandbox = m.sandbox
 	}
+	api := httpapi.New(opts)
+	m.service.TokensRevoked = api.TokensRevoked
 	m.server = &http.Server{
-		Handler:           httpapi.New(opts),
+		Handler:           api,
 		ReadHeaderTimeout: durationOr(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
 		ReadTimeout:       durationOr(cfg.ReadTimeout, DefaultReadTimeout),
 		WriteTimeout:      durationOr(cfg.WriteTimeout, DefaultWriteTimeout),

@@ -172,6 +172,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	oauth := &fakeOAuth{}
 	svc := &sb.Service{Store: store, Broker: broker, OAuth: oauth, Catalogue: oauth, Now: clk.Now}
 	refresher := sb.NewRefresher(svc)
+	svc.Observers, svc.TokenSource = []sb.CommitObserver{refresher}, refresher
 	// Transient failures never last long enough here to turn the badge
 	// ERROR; that window has tests of its own.
 	refresher.FailureWindow = 1000 * time.Hour

@@ -161,14 +161,19 @@ type entry struct {
 	calls     int32
 }
 
-// NewRefresher returns a Refresher for s and registers it, so that every
-// credential write and status change committed by s updates its schedule.
+// NewRefresher returns a Refresher for s. It keeps its schedule only when
+// it is among s.Observers, so that every credential write and status
+// change committed by s reaches it; main also makes it s.TokenSource.
 func NewRefresher(s *Service) *Refresher {
 	r := &Refresher{Service: s}
 	r.init()
-	s.refresher = r
 	return r
 }
+
+var (
+	_ CommitObserver = (*Refresher)(nil)
+	_ TokenSource    = (*Refresher)(nil)
+)
 
 func (r *Refresher) init() {
 	r.initOnce.Do(func() {
@@ -346,7 +351,7 @@ func (r *Refresher) putLocked(e *entry) {
 	r.queue.push(e)
 }
 
-// removeLocked takes a connection off the schedule. Only a commit (observe)
+// removeLocked takes a connection off the schedule. Only a commit (Committed)
 // removes by key; a refresh drops its own entry (dropLocked).
 func (r *Refresher) removeLocked(k connKey) {
 	if old := r.byKey[k]; old != nil {
@@ -432,12 +437,12 @@ func (r *Refresher) poke() {
 	}
 }
 
-// observe updates the schedule after a commit: written credentials start
-// a fresh entry; a connection without a current generation, or waiting
-// for a reconnect, leaves the schedule. Commits may be observed out of
-// order; one older than the last that changed the connection's schedule
+// Committed updates the schedule after a commit: written credentials
+// start a fresh entry; a connection without a current generation, or
+// waiting for a reconnect, leaves the schedule. Commits may be observed out
+// of order; one older than the last that changed the connection's schedule
 // changes nothing.
-func (r *Refresher) observe(ev *Event, tokens *TokenSet) {
+func (r *Refresher) Committed(ev *Event, tokens *TokenSet) {
 	in := ev.Integration
 	k := connKey{in.WorkspaceID, in.ID}
 	rev := ev.Revision

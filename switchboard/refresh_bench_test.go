@@ -99,6 +99,7 @@ func BenchmarkRefresher100k(b *testing.B) {
 	svc := &sb.Service{Store: st, Broker: &recorder{}, OAuth: instantOAuth{now: clk.Now}, Catalogue: oneProvider{},
 		Now: clk.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	r := sb.NewRefresher(svc)
+	svc.Observers, svc.TokenSource = []sb.CommitObserver{r}, r
 	ctx := context.Background()
 
 	var before, after runtime.MemStats

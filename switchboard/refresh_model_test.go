@@ -270,6 +270,7 @@ func (g *refresherRig) open() {
 	g.svc = &sb.Service{Store: st, Broker: &recorder{}, OAuth: g.p, Catalogue: g.p, Now: g.clk.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	g.r = sb.NewRefresher(g.svc)
+	g.svc.Observers, g.svc.TokenSource = []sb.CommitObserver{g.r}, g.r
 	g.r.MinBackoff, g.r.MaxBackoff = time.Second, 2*time.Second
 	g.r.FailureWindow = 1000 * time.Hour
 	if _, err := g.r.Load(context.Background()); err != nil {

@@ -198,6 +198,7 @@ func (e *env) open(wrap func(sb.Store) sb.Store) {
 	e.svc = &sb.Service{Store: e.store, Broker: e.pub, OAuth: e.reg, Catalogue: e.reg, Now: e.clock.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	e.r = sb.NewRefresher(e.svc)
+	e.svc.Observers, e.svc.TokenSource = []sb.CommitObserver{e.r}, e.r
 	e.r.MinBackoff, e.r.MaxBackoff = time.Second, 2*time.Second
 }
 

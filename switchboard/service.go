@@ -35,8 +35,16 @@ type Service struct {
 	// a returnTo URL. Nil allows none.
 	ReturnToAllowed func(string) bool
 	// TokensRevoked, when set, is told about API tokens that were revoked
-	// or deleted, so that connections opened with them can be closed.
+	// or deleted, so that connections opened with them can be closed
+	// (main wires the HTTP handler's).
 	TokensRevoked func(ids []string)
+	// Observers learn of every committed event, after the broker (see
+	// CommitObserver); main wires the refresher here. Set before the
+	// Service is used.
+	Observers []CommitObserver
+	// TokenSource hands the sync API usable credentials (the refresher).
+	// Without one the sync API's token calls fail with EINTERNAL.
+	TokenSource TokenSource
 	// StartURL returns the absolute URL of the gateway's start link with
 	// the given ID (authorizationUrl): /oauth/start/<id> under the public
 	// URL. Nil gives the path alone.
@@ -50,10 +58,6 @@ type Service struct {
 	touched map[string]time.Time // token ID → last recorded use
 	keysMu  sync.Mutex
 	keys    map[string]*keyLock // idempotency keys in flight
-
-	// refresher, when set (NewRefresher), learns of every credential write
-	// and status change from commit.
-	refresher *Refresher
 
 	// identities remembers what never changes about integrations seen
 	// (identity.go).
@@ -104,13 +108,25 @@ func (s *Service) commit(ctx context.Context, c Change) (*Event, error) {
 	return ev, nil
 }
 
-// publish hands a committed event to the broker and the refresher. Every
-// committed event goes through here exactly once.
+// publish hands a committed event to the broker and then to the
+// observers. Every committed event goes through here exactly once.
 func (s *Service) publish(ev *Event, tokens *TokenSet) {
 	s.Broker.Publish(ev)
-	if s.refresher != nil {
-		s.refresher.observe(ev, tokens)
+	for _, o := range s.Observers {
+		o.Committed(ev, tokens)
 	}
+}
+
+// CommitObserver learns of every event the Service commits, with the
+// credentials that commit wrote (nil when it wrote none). Committed is
+// called exactly once per event, after the broker has it, on the goroutine
+// that committed, so it must not block and must be safe for concurrent
+// use. Commits of one integration that run concurrently may be observed
+// out of order: the event's Revision orders them, and an observer that
+// keeps state per integration must ignore an event older than one it
+// already acted on.
+type CommitObserver interface {
+	Committed(ev *Event, tokens *TokenSet)
 }
 
 // revokeOrphan revokes tokens that were issued but could not be committed.

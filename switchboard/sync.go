@@ -84,11 +84,27 @@ func (s *Service) syncIntegration(ctx context.Context, p *Principal, id string) 
 	return in, err
 }
 
-func (s *Service) syncRefresher() (*Refresher, error) {
-	if s.refresher == nil {
-		return nil, fmt.Errorf("sync: no refresher registered (NewRefresher)")
+// TokenSource hands out usable credentials for a connection: the
+// refresher, which refreshes them first when they are due. Implementations
+// must be safe for concurrent use.
+type TokenSource interface {
+	// Token returns usable credentials for the generation (0: the current
+	// one) and the integration as it stands after the call. With force
+	// (the provider's API refused a token) it refreshes, unless failedID
+	// names a token (TokenID) that was already replaced. The result is
+	// stored before it is returned. It fails with ECONFLICT when the
+	// generation is not current or the connection needs a reconnect,
+	// EUNAVAILABLE when the provider cannot be reached (or the next
+	// refresh may not start yet), and ENOTFOUND for an unknown
+	// integration.
+	Token(ctx context.Context, workspaceID, integrationID string, generation uint64, force bool, failedID string) (*TokenSet, *Integration, error)
+}
+
+func (s *Service) tokenSource() (TokenSource, error) {
+	if s.TokenSource == nil {
+		return nil, fmt.Errorf("sync: no token source configured (Service.TokenSource)")
 	}
-	return s.refresher, nil
+	return s.TokenSource, nil
 }
 
 // SyncAccessToken returns a usable access token for the integration's
@@ -104,7 +120,7 @@ func (s *Service) syncToken(ctx context.Context, id string, generation uint64, f
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.syncRefresher()
+	r, err := s.tokenSource()
 	if err != nil {
 		return nil, err
 	}
