@@ -18,7 +18,7 @@ const (
 func (s *Service) audit(ctx context.Context, p *Principal, action, target, detail string) {
 	e := auditEntry(p, s.now(), action, target, detail)
 	if err := s.Store.AppendAudit(context.WithoutCancel(ctx), e); err != nil {
-		s.logger().Error("writing audit entry", "workspace", p.WorkspaceID, "action", action, "err", err)
+		s.Log().Error("writing audit entry", "workspace", p.WorkspaceID, "action", action, "err", err)
 	}
 }
 

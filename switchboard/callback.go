@@ -86,7 +86,7 @@ func (s *Service) CompleteAuthorization(ctx context.Context, cp CallbackParams) 
 	}
 	grant, err := s.OAuth.Exchange(ctx, st.ProviderID, cp.Code, st.CodeVerifier)
 	if err != nil {
-		s.logger().Warn("oauth exchange failed", "workspace", st.WorkspaceID, "integration", st.IntegrationID, "provider", st.ProviderID, "code", ErrorCode(err), "err", err)
+		s.Log().Warn("oauth exchange failed", "workspace", st.WorkspaceID, "integration", st.IntegrationID, "provider", st.ProviderID, "code", ErrorCode(err), "err", err)
 		if ErrorCode(err) == EINTERNAL {
 			return nil, Errorf(EUNAVAILABLE, "Could not finish signing in to %s. Nothing changed; try again.", pv.Name)
 		}
@@ -95,14 +95,14 @@ func (s *Service) CompleteAuthorization(ctx context.Context, cp CallbackParams) 
 
 	if st.Intent == IntentConnect {
 		if err := s.checkOneCRM(ctx, st.WorkspaceID, pv); err != nil {
-			s.revokeOrphan(st.ProviderID, &grant.Tokens)
+			s.RevokeOrphan(st.ProviderID, &grant.Tokens)
 			return nil, err
 		}
 	}
 	now = s.now()
 	missing := MissingScopes(pv.Scopes, grant.GrantedScopes)
 	tokens := grant.Tokens
-	ev, err := s.commit(ctx, Change{
+	ev, err := s.Commit(ctx, Change{
 		WorkspaceID:   st.WorkspaceID,
 		IntegrationID: st.IntegrationID,
 		Tokens:        &tokens,
@@ -116,7 +116,7 @@ func (s *Service) CompleteAuthorization(ctx context.Context, cp CallbackParams) 
 	})
 	if err != nil {
 		// The provider issued tokens nobody will use: revoke them.
-		s.revokeOrphan(st.ProviderID, &tokens)
+		s.RevokeOrphan(st.ProviderID, &tokens)
 		if ErrorCode(err) == ENOTFOUND {
 			return nil, Errorf(ECONFLICT, "This integration no longer exists. Nothing changed.")
 		}

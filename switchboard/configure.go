@@ -35,7 +35,7 @@ func (s *Service) Configure(ctx context.Context, in ConfigureInput) (*Integratio
 	if _, err := pv.ApplySettings(nil, in.Settings); err != nil {
 		return nil, err
 	}
-	ev, err := s.commit(ctx, Change{
+	ev, err := s.Commit(ctx, Change{
 		WorkspaceID:      p.WorkspaceID,
 		IntegrationID:    in.ID,
 		ExpectedRevision: in.ExpectedRevision,

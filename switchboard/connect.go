@@ -116,7 +116,7 @@ func (s *Service) ensureIntegration(ctx context.Context, wsID string, pv *Provid
 		return nil, fmt.Errorf("connect %s: %w", pv.ID, err)
 	}
 	id := NewID("int")
-	ev, err := s.commit(ctx, Change{
+	ev, err := s.Commit(ctx, Change{
 		WorkspaceID:   wsID,
 		IntegrationID: id,
 		Create:        true,

@@ -25,7 +25,7 @@ func (s *Service) DisconnectAt(ctx context.Context, id string, confirm bool, exp
 		return nil, &Error{Code: ECONFIRM, Field: "confirm", Message: cur.DisconnectWarning() + " Send confirm: true to disconnect."}
 	}
 	now := s.now()
-	ev, err := s.commit(ctx, Change{
+	ev, err := s.Commit(ctx, Change{
 		WorkspaceID:      p.WorkspaceID,
 		IntegrationID:    id,
 		ExpectedRevision: expectedRevision,

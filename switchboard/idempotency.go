@@ -66,7 +66,7 @@ func (s *Service) Idempotent(ctx context.Context, key, operation string, input a
 	now := s.now()
 	rec := &IdempotencyRecord{WorkspaceID: p.WorkspaceID, TokenID: p.TokenID, Key: key, Operation: operation, InputHash: h[:], Result: data, CreatedAt: now, ExpiresAt: now.Add(IdempotencyTTL)}
 	if _, err := s.Store.PutIdempotency(context.WithoutCancel(ctx), rec); err != nil {
-		s.logger().Error("storing idempotency record", "workspace", p.WorkspaceID, "operation", operation, "err", err)
+		s.Log().Error("storing idempotency record", "workspace", p.WorkspaceID, "operation", operation, "err", err)
 	}
 	return json.Unmarshal(data, out)
 }

@@ -216,7 +216,7 @@ func (s *Service) refuse(ctx context.Context, step, reason string, who *Principa
 	if reason == RefusedNotThisBrowser {
 		args = append(args, "cookie", hadCookie)
 	}
-	s.logger().Warn("oauth flow refused", args...)
+	s.Log().Warn("oauth flow refused", args...)
 	if s.AuthRefused != nil {
 		s.AuthRefused(step, reason)
 	}

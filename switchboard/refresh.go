@@ -694,7 +694,7 @@ func (r *Refresher) dispatch(ctx context.Context, now time.Time, wait bool) int 
 			defer func() { <-r.sem; r.poke() }()
 			defer r.settle(e)
 			if _, err := r.refreshEntry(e, scheduled, ""); err != nil && ErrorCode(err) == EINTERNAL {
-				r.Service.logger().Error("refresh failed", "workspace", e.key.ws, "integration", e.key.id, "err", err)
+				r.Service.Log().Error("refresh failed", "workspace", e.key.ws, "integration", e.key.id, "err", err)
 			}
 		}()
 	}
@@ -910,7 +910,7 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 			if ErrorCode(err) == ECONFLICT {
 				// Disconnected or reconnected meanwhile: nobody will use
 				// these.
-				svc.revokeOrphan(in.ProviderID, next2)
+				svc.RevokeOrphan(in.ProviderID, next2)
 				r.drop(e)
 				return nil, errReplaced
 			}
@@ -962,7 +962,7 @@ func (r *Refresher) count(e *entry, providerID string, now time.Time) {
 	life := e.life
 	r.mu.Unlock()
 	if warn {
-		r.Service.logger().Warn("connection refreshed unusually often; check the provider's token lifetime",
+		r.Service.Log().Warn("connection refreshed unusually often; check the provider's token lifetime",
 			"provider", providerID, "workspace", e.key.ws, "integration", e.key.id,
 			"refreshes_this_minute", limit+1, "token_lifetime", life)
 	}
@@ -1038,9 +1038,9 @@ func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen, 
 	r.rescheduleLocked(e, now.Add(delay))
 	r.mu.Unlock()
 	if err := store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, serial, st); err != nil && ErrorCode(err) != ECONFLICT {
-		r.Service.logger().Error("recording refresh failure", "integration", e.key.id, "err", err)
+		r.Service.Log().Error("recording refresh failure", "integration", e.key.id, "err", err)
 	}
-	r.Service.logger().Warn("refresh failed; will retry", "workspace", e.key.ws, "integration", e.key.id, "provider", in.ProviderID, "failing_since", since, "retry_in", delay, "err", ErrorMessage(rerr))
+	r.Service.Log().Warn("refresh failed; will retry", "workspace", e.key.ws, "integration", e.key.id, "provider", in.ProviderID, "failing_since", since, "retry_in", delay, "err", ErrorMessage(rerr))
 	if now.Sub(since) >= r.window() {
 		msg := fmt.Sprintf("%s has not answered token refreshes since %s (%s). Switchboard keeps retrying and the badge returns to Connected by itself when %s answers.",
 			pv.Name, since.Format(time.RFC3339), ErrorMessage(rerr), pv.Name)
@@ -1079,7 +1079,7 @@ func (r *Refresher) needReconnect(ctx context.Context, e *entry, in *Integration
 // otherwise (changed meanwhile) nothing is written. It returns ECONFLICT
 // when the credentials were replaced meanwhile.
 func (r *Refresher) transition(ctx context.Context, gen, serial uint64, in *Integration, status Status, reason, msg string, kind EventKind, cond func(*Integration) bool) error {
-	_, err := r.Service.commit(ctx, Change{
+	_, err := r.Service.Commit(ctx, Change{
 		WorkspaceID:   in.WorkspaceID,
 		IntegrationID: in.ID,
 		At:            r.now(),
@@ -1099,7 +1099,7 @@ func (r *Refresher) transition(ctx context.Context, gen, serial uint64, in *Inte
 		},
 	})
 	if err != nil && ErrorCode(err) != ECONFLICT {
-		r.Service.logger().Error("committing status change", "integration", in.ID, "status", status, "reason", reason, "err", err)
+		r.Service.Log().Error("committing status change", "integration", in.ID, "status", status, "reason", reason, "err", err)
 	}
 	return err
 }

@@ -75,7 +75,12 @@ func (s *Service) now() time.Time {
 	return time.Now().UTC()
 }
 
-func (s *Service) logger() *slog.Logger {
+// CurrentTime is the Service's clock (Now, in UTC), for code that acts on
+// its behalf and must agree with it on what is due (the refresher).
+func (s *Service) CurrentTime() time.Time { return s.now() }
+
+// Log is the Service's logger (Logger, or slog.Default); never nil.
+func (s *Service) Log() *slog.Logger {
 	if s.Logger != nil {
 		return s.Logger
 	}
@@ -94,9 +99,15 @@ func (s *Service) kickChan() chan struct{} {
 	return s.kick
 }
 
-// commit commits c and publishes the event. Every commit goes through here:
-// the broker relies on seeing every committed revision exactly once.
-func (s *Service) commit(ctx context.Context, c Change) (*Event, error) {
+// Commit commits c through the Store and publishes the committed event to
+// the broker and the observers. Every commit goes through here, the
+// Service's own and those of code acting on its behalf (the refresher):
+// the broker and the observers rely on seeing every committed revision
+// exactly once, so nothing may commit through the Store directly. A zero
+// c.At is the Service's now. It returns (nil, nil) when c.Apply changed
+// nothing, and the Store's error (ECONFLICT when c's expectations no
+// longer hold) otherwise.
+func (s *Service) Commit(ctx context.Context, c Change) (*Event, error) {
 	if c.At.IsZero() {
 		c.At = s.now()
 	}
@@ -129,16 +140,18 @@ type CommitObserver interface {
 	Committed(ev *Event, tokens *TokenSet)
 }
 
-// revokeOrphan revokes tokens that were issued but could not be committed.
-// Best effort, in the background; Wait waits for it.
-func (s *Service) revokeOrphan(providerID string, t *TokenSet) {
+// RevokeOrphan revokes at the provider tokens that were issued but could
+// not be committed, so that no grant outlives its use. Best effort, in the
+// background with its own 30-second timeout, a failure only logged; it
+// returns at once, and Wait waits for it.
+func (s *Service) RevokeOrphan(providerID string, t *TokenSet) {
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := s.OAuth.Revoke(ctx, providerID, t); err != nil {
-			s.logger().Warn("revoking unused grant failed", "provider", providerID, "err", err)
+			s.Log().Warn("revoking unused grant failed", "provider", providerID, "err", err)
 		}
 	}()
 }

@@ -183,7 +183,7 @@ func (s *Service) ReportSyncProgress(ctx context.Context, id string, in SyncProg
 	if _, err := s.syncIntegration(ctx, p, id); err != nil {
 		return nil, err
 	}
-	ev, err := s.commit(ctx, Change{
+	ev, err := s.Commit(ctx, Change{
 		WorkspaceID:   p.WorkspaceID,
 		IntegrationID: id,
 		At:            now,
@@ -231,7 +231,7 @@ func (s *Service) ReportAuthFailure(ctx context.Context, id string, f AuthFailur
 	if f.Generation == 0 {
 		return nil, &Error{Code: EINVALID, Field: "generation", Message: "An authorization failure report must name the generation it belongs to."}
 	}
-	s.logger().Info("sync engine reports an authorization failure", "workspace", p.WorkspaceID, "integration", id,
+	s.Log().Info("sync engine reports an authorization failure", "workspace", p.WorkspaceID, "integration", id,
 		"generation", f.Generation, "status", f.HTTPStatus, "body", sanitize(f.Body, 300))
 	return s.syncToken(ctx, id, f.Generation, true, f.TokenID)
 }

@@ -31,9 +31,9 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) error {
 		s.RunDueTeardowns(ctx)
 		if now := s.now(); now.Sub(lastSweep) > time.Minute {
 			if n, err := s.Store.DeleteExpiredAuthStates(ctx, now); err != nil {
-				s.logger().Error("sweeping expired authorization states", "err", err)
+				s.Log().Error("sweeping expired authorization states", "err", err)
 			} else if n > 0 {
-				s.logger().Debug("swept expired authorization states", "count", n)
+				s.Log().Debug("swept expired authorization states", "count", n)
 			}
 			lastSweep = now
 		}
@@ -51,7 +51,7 @@ func (s *Service) RunDueTeardowns(ctx context.Context) {
 	for ctx.Err() == nil {
 		jobs, err := s.Store.DueTeardowns(ctx, s.now(), 32)
 		if err != nil {
-			s.logger().Error("listing teardown jobs", "err", err)
+			s.Log().Error("listing teardown jobs", "err", err)
 			return
 		}
 		if len(jobs) == 0 {
@@ -67,7 +67,7 @@ func (s *Service) RunDueTeardowns(ctx context.Context) {
 }
 
 func (s *Service) runTeardown(ctx context.Context, j *TeardownJob) {
-	log := s.logger().With("workspace", j.WorkspaceID, "integration", j.IntegrationID, "generation", j.Generation, "job", j.ID)
+	log := s.Log().With("workspace", j.WorkspaceID, "integration", j.IntegrationID, "generation", j.Generation, "job", j.ID)
 	tokens, err := s.Store.FindTokens(ctx, j.WorkspaceID, j.IntegrationID, j.Generation)
 	if err == nil {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)

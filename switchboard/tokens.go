@@ -285,6 +285,6 @@ func (s *Service) touch(ctx context.Context, t *APIToken, now time.Time) {
 	}
 	s.touchMu.Unlock()
 	if err := s.Store.TouchAPIToken(ctx, t.WorkspaceID, t.ID, now); err != nil {
-		s.logger().Warn("recording token use", "token", t.ID, "err", err)
+		s.Log().Warn("recording token use", "token", t.ID, "err", err)
 	}
 }
