@@ -33,6 +33,7 @@ import (
 	"github.com/bont/switchboard/httpapi"
 	"github.com/bont/switchboard/metrics"
 	"github.com/bont/switchboard/oauthflow"
+	"github.com/bont/switchboard/refresher"
 	"github.com/bont/switchboard/seal"
 	"github.com/bont/switchboard/switchboard"
 	"github.com/bont/switchboard/web"
@@ -106,7 +107,7 @@ type Config struct {
 	ReplayHistoryEvents int
 	ReplayHistoryBytes  int64
 
-	// The refresher (switchboard.Refresher); zero means its default.
+	// The refresher (refresher.Refresher); zero means its default.
 	RefreshInterval       time.Duration // longest time between two refreshes of a connection
 	RefreshFailureWindow  time.Duration // transient failures this long turn the badge ERROR
 	RefreshMinBackoff     time.Duration
@@ -175,7 +176,7 @@ type Main struct {
 	metrics   *metrics.Metrics
 	renders   gqlws.RenderCounts
 	service   *switchboard.Service
-	refresher *switchboard.Refresher
+	refresher *refresher.Refresher
 	sandbox   *oauthflow.Sandbox
 	signin    *web.LoginCodes // dev mode
 	server    *http.Server
@@ -368,7 +369,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return false
 		},
 	}
-	m.refresher = switchboard.NewRefresher(m.service)
+	m.refresher = refresher.New(m.service)
 	m.service.Observers = append(m.service.Observers, m.refresher)
 	m.service.TokenSource = m.refresher
 	m.refresher.Interval = cfg.RefreshInterval

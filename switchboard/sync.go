@@ -2,6 +2,8 @@ package switchboard
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 )
@@ -234,4 +236,12 @@ func (s *Service) ReportAuthFailure(ctx context.Context, id string, f AuthFailur
 	s.Log().Info("sync engine reports an authorization failure", "workspace", p.WorkspaceID, "integration", id,
 		"generation", f.Generation, "status", f.HTTPStatus, "body", sanitize(f.Body, 300))
 	return s.syncToken(ctx, id, f.Generation, true, f.TokenID)
+}
+
+// TokenID names an access token without revealing it: the first 16 hex
+// digits of its SHA-256. The sync API returns it with every token, and an
+// authorization failure report names the token that failed by it.
+func TokenID(accessToken string) string {
+	sum := sha256.Sum256([]byte(accessToken))
+	return hex.EncodeToString(sum[:8])
 }
