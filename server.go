@@ -34,6 +34,7 @@ import (
 	"github.com/bont/switchboard/metrics"
 	"github.com/bont/switchboard/oauthflow"
 	"github.com/bont/switchboard/oauthflow/sandbox"
+	"github.com/bont/switchboard/refresher"
 	"github.com/bont/switchboard/seal"
 	"github.com/bont/switchboard/switchboard"
 	"github.com/bont/switchboard/web"
@@ -104,7 +105,7 @@ type Config struct {
 	ReplayHistoryEvents int
 	ReplayHistoryBytes  int64
 
-	// The refresher (switchboard.Refresher); zero means its default.
+	// The refresher (refresher.Refresher); zero means its default.
 	RefreshInterval      time.Duration // longest time between two refreshes of a connection
 	RefreshFailureWindow time.Duration // transient failures this long turn the badge ERROR
 	RefreshMinBackoff    time.Duration
@@ -182,7 +183,7 @@ type Main struct {
 	MetricsURL    string
 	renders       gqlws.RenderCounts
 	service       *switchboard.Service
-	refresher     *switchboard.Refresher
+	refresher     *refresher.Refresher
 	sandbox       *sandbox.Server
 	signin        *web.LoginCodes // dev mode
 	server        *http.Server
@@ -382,7 +383,9 @@ func (m *Main) Run(ctx context.Context) error {
 			return false
 		},
 	}
-	m.refresher = switchboard.NewRefresher(m.service)
+	m.refresher = refresher.New(m.service)
+	m.service.Observers = append(m.service.Observers, m.refresher)
+	m.service.TokenSource = m.refresher
 	m.refresher.Interval = cfg.RefreshInterval
 	m.refresher.FailureWindow = cfg.RefreshFailureWindow
 	m.refresher.Observe = m.metrics.ObserveRefresh
@@ -447,8 +450,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.sandbox != nil {
 		opts.Sandbox = m.sandbox
 	}
+	api := httpapi.New(opts)
+	m.service.TokensRevoked = api.TokensRevoked
 	m.server = &http.Server{
-		Handler:           httpapi.New(opts),
+		Handler:           api,
 		ReadHeaderTimeout: durationOr(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout),
 		ReadTimeout:       durationOr(cfg.ReadTimeout, DefaultReadTimeout),
 		WriteTimeout:      durationOr(cfg.WriteTimeout, DefaultWriteTimeout),

@@ -131,8 +131,19 @@ func limitsOr(r float64, b int, dr float64, db int) *limiters {
 	return newLimiters(r, b)
 }
 
+// Handler is the gateway's HTTP handler.
+type Handler struct {
+	http.Handler
+	conns *tokenConns
+}
+
+// TokensRevoked closes at once the websockets opened with the API tokens
+// ids. main wires it to switchboard.Service.TokensRevoked, so revoked and
+// deleted tokens lose their websockets.
+func (h *Handler) TokensRevoked(ids []string) { h.conns.revoked(ids) }
+
 // New returns the gateway's HTTP handler.
-func New(o Options) http.Handler {
+func New(o Options) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -147,14 +158,6 @@ func New(o Options) http.Handler {
 	}
 	o.pending = &pendingSockets{max: capOr(o.MaxPendingPerAddress, DefaultMaxPendingPerAddress), n: map[string]int{},
 		refused: func() { o.refused(LimitPendingPerAddress) }}
-	// Revoked and deleted tokens close their websockets at once.
-	prev := o.Service.TokensRevoked
-	o.Service.TokensRevoked = func(ids []string) {
-		if prev != nil {
-			prev(ids)
-		}
-		o.conns.revoked(ids)
-	}
 	mux := http.NewServeMux()
 	gql := o.graphQLServer()
 	var qc *QueryCache
@@ -194,7 +197,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/settings", http.StatusFound)
 	})
-	return o.observe(mux)
+	return &Handler{Handler: o.observe(mux), conns: o.conns}
 }
 
 func (o Options) graphQLServer() *handler.Server {

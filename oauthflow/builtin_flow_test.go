@@ -206,7 +206,7 @@ func TestBuiltinProvidersAgainstLookalikes(t *testing.T) {
 			if switchboard.ErrorCode(err) != switchboard.EINVALID {
 				t.Fatalf("refused refresh: got %v; want INVALID_INPUT (reconnect)", err)
 			}
-			var pf switchboard.ProviderFailure
+			var pf *providerError
 			if !asFailure(err, &pf) || pf.OAuthCode() == "" {
 				t.Errorf("refused refresh carries no OAuth code: %v", err)
 			}
@@ -226,8 +226,8 @@ func pathOf(u string) string {
 	return "/"
 }
 
-func asFailure(err error, pf *switchboard.ProviderFailure) bool {
-	f, ok := err.(switchboard.ProviderFailure)
+func asFailure(err error, pf **providerError) bool {
+	f, ok := err.(*providerError)
 	if ok {
 		*pf = f
 	}
@@ -249,7 +249,7 @@ func TestRetryAfterIsRead(t *testing.T) {
 	if switchboard.ErrorCode(err) != switchboard.EUNAVAILABLE {
 		t.Fatalf("got %v; want UNAVAILABLE", err)
 	}
-	var pf switchboard.ProviderFailure
+	var pf *providerError
 	if !asFailure(err, &pf) || pf.RetryAfter() != 42*time.Second || pf.HTTPStatus() != 429 {
 		t.Errorf("got %+v; want Retry-After 42s and status 429", pf)
 	}

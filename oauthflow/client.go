@@ -366,14 +366,26 @@ var errMalformed = errors.New("malformed answer")
 // for logs and retry decisions without ever being printed with it, since a
 // provider's raw answer may echo what was sent.
 type providerError struct {
-	err   *switchboard.Error
-	cause error
+	err     *switchboard.Error
+	cause   error
+	failure switchboard.ProviderFailure
+}
+
+// failed returns the classified failure: kind decided by classify, whether
+// and how the provider answered read from cause.
+func failed(err *switchboard.Error, cause error, kind switchboard.FailureKind) *providerError {
+	e := &providerError{err: err, cause: cause}
+	e.failure = switchboard.ProviderFailure{Kind: kind, Answered: e.HTTPStatus() != 0, RetryAfter: e.RetryAfter(), Code: e.OAuthCode()}
+	return e
 }
 
 func (e *providerError) Error() string   { return e.err.Error() }
 func (e *providerError) Unwrap() []error { return []error{e.err, e.cause} }
 
-var _ switchboard.ProviderFailure = (*providerError)(nil)
+// ProviderFailure is what the failure means for the connection.
+func (e *providerError) ProviderFailure() switchboard.ProviderFailure { return e.failure }
+
+var _ switchboard.ClassifiedFailure = (*providerError)(nil)
 
 // HTTPStatus is the provider's answer's status, 0 when none arrived.
 func (e *providerError) HTTPStatus() int {
@@ -437,7 +449,7 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 func classify(ctx context.Context, cfg *ProviderConfig, what string, err error, secrets ...string) error {
 	unavailable := func(format string, args ...any) error {
 		msg := fmt.Sprintf("%s could not %s: ", cfg.Name, what) + fmt.Sprintf(format, args...) + " Try again shortly."
-		return &providerError{err: &switchboard.Error{Code: switchboard.EUNAVAILABLE, Message: redact(msg, secrets)}, cause: err}
+		return failed(&switchboard.Error{Code: switchboard.EUNAVAILABLE, Message: redact(msg, secrets)}, err, switchboard.FailureTransient)
 	}
 	refused := func(status int, code, desc string) error {
 		msg := fmt.Sprintf("%s refused to %s", cfg.Name, what)
@@ -451,7 +463,7 @@ func classify(ctx context.Context, cfg *ProviderConfig, what string, err error, 
 			msg += fmt.Sprintf(" (HTTP %d)", status)
 		}
 		msg += "." + hint(code)
-		return &providerError{err: &switchboard.Error{Code: switchboard.EINVALID, Message: redact(msg, secrets)}, cause: err}
+		return failed(&switchboard.Error{Code: switchboard.EINVALID, Message: redact(msg, secrets)}, err, refusal(code))
 	}
 
 	var re *oauth2.RetrieveError
@@ -477,7 +489,7 @@ func classify(ctx context.Context, cfg *ProviderConfig, what string, err error, 
 		return refused(se.status, se.code, se.description)
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		// The caller gave up; keep the context error for errors.Is.
-		return &providerError{err: switchboard.Errorf(switchboard.EUNAVAILABLE, "%s: the request to %s was cancelled.", cfg.Name, what), cause: err}
+		return failed(switchboard.Errorf(switchboard.EUNAVAILABLE, "%s: the request to %s was cancelled.", cfg.Name, what), err, switchboard.FailureTransient)
 	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		return unavailable("it did not answer in time.")
 	case errors.Is(err, errMalformed):
@@ -493,6 +505,18 @@ func classify(ctx context.Context, cfg *ProviderConfig, what string, err error, 
 		return unavailable("it gave an answer that could not be read.")
 	}
 	return unavailable("%v.", err)
+}
+
+// refusal is what a refusal with the OAuth error code means for the
+// connection (RFC 6749 §5.2).
+func refusal(code string) switchboard.FailureKind {
+	switch code {
+	case "invalid_grant":
+		return switchboard.FailureGrantRefused
+	case "invalid_client", "unauthorized_client":
+		return switchboard.FailureClientRefused
+	}
+	return switchboard.FailureRefused
 }
 
 // hint adds what a person can do about common OAuth error codes.

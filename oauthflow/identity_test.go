@@ -187,7 +187,7 @@ func TestSlackOkFalse(t *testing.T) {
 	reg := mustRegistry(t, "http://127.0.0.1/oauth/callback", &http.Client{Timeout: 5 * time.Second}, p)
 	ctx := context.Background()
 	_, err := reg.userinfo(ctx, reg.providers["slack"].cfg, "xoxb-1")
-	var pf switchboard.ProviderFailure
+	var pf *providerError
 	if switchboard.ErrorCode(err) != switchboard.EINVALID || !asFailure(err, &pf) || pf.OAuthCode() != "invalid_auth" {
 		t.Fatalf("auth.test ok:false: got %v; want a refusal with code invalid_auth", err)
 	}

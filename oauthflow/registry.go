@@ -109,7 +109,7 @@ type ProviderConfig struct {
 	// RefreshMargin is how long before expiry a token should be refreshed;
 	// zero means DefaultRefreshMargin. The refresher caps it at a fifth of
 	// each token's lifetime and never refreshes a connection sooner than
-	// its minimum gap after the last refresh (switchboard.Refresher).
+	// its minimum gap after the last refresh (refresher.Refresher).
 	RefreshMargin time.Duration
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bont/switchboard/bolt"
 	"github.com/bont/switchboard/fanout"
+	"github.com/bont/switchboard/refresher"
 	"github.com/bont/switchboard/seal"
 	sb "github.com/bont/switchboard/switchboard"
 )
@@ -171,7 +172,8 @@ func runModel(t *testing.T, seed uint64, steps int) {
 	defer broker.Close()
 	oauth := &fakeOAuth{}
 	svc := &sb.Service{Store: store, Broker: broker, OAuth: oauth, Catalogue: oauth, Now: clk.Now}
-	refresher := sb.NewRefresher(svc)
+	refresher := refresher.New(svc)
+	svc.Observers, svc.TokenSource = []sb.CommitObserver{refresher}, refresher
 	// Transient failures never last long enough here to turn the badge
 	// ERROR; that window has tests of its own.
 	refresher.FailureWindow = 1000 * time.Hour

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -20,8 +21,10 @@ type Grant struct {
 //
 // Errors: an *Error with EUNAVAILABLE means the provider could not be
 // reached or answered 429/5xx, and a retry may succeed; an *Error with
-// EINVALID carries the provider's refusal (e.g. invalid_grant) in words a
-// person can act on; ENOTFOUND means the provider is not configured.
+// EINVALID carries the provider's refusal in words a person can act on;
+// ENOTFOUND means the provider is not configured. An error from a call that
+// reached, or tried to reach, the provider is a ClassifiedFailure, which
+// says what the failure means (ProviderFailureOf).
 type OAuth interface {
 	// AuthCodeURL returns the provider's authorization URL for state, with
 	// a fresh PKCE (S256) challenge, and the verifier to keep with the
@@ -36,8 +39,8 @@ type OAuth interface {
 	Revoke(ctx context.Context, providerID string, t *TokenSet) error
 	// Refresh trades t's refresh token for new tokens. The result keeps
 	// t's refresh token when the provider does not rotate it. A refusal
-	// (invalid_grant: revoked or expired) is EINVALID; a provider that is
-	// down is EUNAVAILABLE.
+	// (FailureGrantRefused: revoked or expired) is EINVALID; a provider
+	// that is down is EUNAVAILABLE.
 	Refresh(ctx context.Context, providerID string, t *TokenSet) (*TokenSet, error)
 }
 
@@ -49,18 +52,69 @@ type Catalogue interface {
 	Provider(id string) (*Provider, bool)
 }
 
-// ProviderFailure is implemented by OAuth errors that carry what the
-// provider answered, so the refresher can tell a refusal of the client
-// (fix the providers file) from a refusal of the grant (reconnect), honour
-// Retry-After, and know whether the provider saw the request at all.
-type ProviderFailure interface {
-	// HTTPStatus is the provider's HTTP status; 0 when no answer arrived
-	// (network error, timeout), so the provider may or may not have acted.
-	HTTPStatus() int
-	// OAuthCode is the OAuth error code answered (invalid_grant, ...) or "".
-	OAuthCode() string
+// FailureKind is what a failed call to a provider means for the
+// connection. The OAuth layer decides it once, where the provider's answer
+// arrives; the domain acts on the kind and never reads provider error
+// codes.
+type FailureKind int8
+
+const (
+	// FailureTransient: the provider could not be reached, did not answer
+	// in time, answered 429 or 5xx, or gave an answer that could not be
+	// read. A retry may succeed. The error's code is EUNAVAILABLE (or, for
+	// a failure before any request, whatever that failure was).
+	FailureTransient FailureKind = iota
+	// FailureGrantRefused: the provider says the grant itself is no longer
+	// valid (OAuth invalid_grant): revoked, expired, or already used, which
+	// is also how a rotating provider answers a refresh token presented a
+	// second time. A reconnect fixes it. EINVALID.
+	FailureGrantRefused
+	// FailureClientRefused: the provider refused the deployment's client
+	// credentials (invalid_client, unauthorized_client). A reconnect
+	// cannot fix it; the providers file must. EINVALID.
+	FailureClientRefused
+	// FailureRefused: any other refusal (another OAuth error code, a 4xx
+	// without one, or a request the OAuth layer could not make, such as a
+	// refresh without a refresh token). Acted on as a refused grant, but
+	// it says nothing about a refresh token presented twice. EINVALID.
+	FailureRefused
+)
+
+// ProviderFailure is the classification of a failed OAuth call.
+type ProviderFailure struct {
+	Kind FailureKind
+	// Answered: an HTTP answer arrived, so the provider saw the request
+	// and did not act on it (a refused or throttled refresh rotated
+	// nothing). False when no answer arrived (network error, timeout):
+	// the provider may or may not have acted.
+	Answered bool
 	// RetryAfter is the provider's Retry-After, or 0.
-	RetryAfter() time.Duration
+	RetryAfter time.Duration
+	// Code is the OAuth error code the provider answered, or "", to be
+	// quoted in messages; what it means is Kind.
+	Code string
+}
+
+// ClassifiedFailure is implemented by the errors an OAuth implementation
+// returns for a call that reached, or tried to reach, a provider.
+type ClassifiedFailure interface {
+	error
+	ProviderFailure() ProviderFailure
+}
+
+// ProviderFailureOf returns the classification of err, an error returned
+// by an OAuth method: the ClassifiedFailure in its chain, or, for an error
+// that carries none, FailureRefused when its code is EINVALID and
+// FailureTransient (not answered) otherwise.
+func ProviderFailureOf(err error) ProviderFailure {
+	var cf ClassifiedFailure
+	if errors.As(err, &cf) {
+		return cf.ProviderFailure()
+	}
+	if ErrorCode(err) == EINVALID {
+		return ProviderFailure{Kind: FailureRefused}
+	}
+	return ProviderFailure{Kind: FailureTransient}
 }
 
 // Why a start link or a callback with a genuine state is refused (metric
@@ -162,7 +216,7 @@ func (s *Service) refuse(ctx context.Context, step, reason string, who *Principa
 	if reason == RefusedNotThisBrowser {
 		args = append(args, "cookie", hadCookie)
 	}
-	s.logger().Warn("oauth flow refused", args...)
+	s.Log().Warn("oauth flow refused", args...)
 	if s.AuthRefused != nil {
 		s.AuthRefused(step, reason)
 	}

@@ -2,6 +2,8 @@ package switchboard
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 )
@@ -84,11 +86,27 @@ func (s *Service) syncIntegration(ctx context.Context, p *Principal, id string) 
 	return in, err
 }
 
-func (s *Service) syncRefresher() (*Refresher, error) {
-	if s.refresher == nil {
-		return nil, fmt.Errorf("sync: no refresher registered (NewRefresher)")
+// TokenSource hands out usable credentials for a connection: the
+// refresher, which refreshes them first when they are due. Implementations
+// must be safe for concurrent use.
+type TokenSource interface {
+	// Token returns usable credentials for the generation (0: the current
+	// one) and the integration as it stands after the call. With force
+	// (the provider's API refused a token) it refreshes, unless failedID
+	// names a token (TokenID) that was already replaced. The result is
+	// stored before it is returned. It fails with ECONFLICT when the
+	// generation is not current or the connection needs a reconnect,
+	// EUNAVAILABLE when the provider cannot be reached (or the next
+	// refresh may not start yet), and ENOTFOUND for an unknown
+	// integration.
+	Token(ctx context.Context, workspaceID, integrationID string, generation uint64, force bool, failedID string) (*TokenSet, *Integration, error)
+}
+
+func (s *Service) tokenSource() (TokenSource, error) {
+	if s.TokenSource == nil {
+		return nil, fmt.Errorf("sync: no token source configured (Service.TokenSource)")
 	}
-	return s.refresher, nil
+	return s.TokenSource, nil
 }
 
 // SyncAccessToken returns a usable access token for the integration's
@@ -104,7 +122,7 @@ func (s *Service) syncToken(ctx context.Context, id string, generation uint64, f
 	if err != nil {
 		return nil, err
 	}
-	r, err := s.syncRefresher()
+	r, err := s.tokenSource()
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +185,7 @@ func (s *Service) ReportSyncProgress(ctx context.Context, id string, in SyncProg
 	if _, err := s.syncIntegration(ctx, p, id); err != nil {
 		return nil, err
 	}
-	ev, err := s.commit(ctx, Change{
+	ev, err := s.Commit(ctx, Change{
 		WorkspaceID:   p.WorkspaceID,
 		IntegrationID: id,
 		At:            now,
@@ -215,7 +233,15 @@ func (s *Service) ReportAuthFailure(ctx context.Context, id string, f AuthFailur
 	if f.Generation == 0 {
 		return nil, &Error{Code: EINVALID, Field: "generation", Message: "An authorization failure report must name the generation it belongs to."}
 	}
-	s.logger().Info("sync engine reports an authorization failure", "workspace", p.WorkspaceID, "integration", id,
+	s.Log().Info("sync engine reports an authorization failure", "workspace", p.WorkspaceID, "integration", id,
 		"generation", f.Generation, "status", f.HTTPStatus, "body", sanitize(f.Body, 300))
 	return s.syncToken(ctx, id, f.Generation, true, f.TokenID)
+}
+
+// TokenID names an access token without revealing it: the first 16 hex
+// digits of its SHA-256. The sync API returns it with every token, and an
+// authorization failure report names the token that failed by it.
+func TokenID(accessToken string) string {
+	sum := sha256.Sum256([]byte(accessToken))
+	return hex.EncodeToString(sum[:8])
 }

@@ -1,4 +1,4 @@
-package switchboard_test
+package refresher_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/bont/switchboard/bolt"
 	"github.com/bont/switchboard/oauthflow"
+	"github.com/bont/switchboard/refresher"
 	"github.com/bont/switchboard/seal"
 	sb "github.com/bont/switchboard/switchboard"
 )
@@ -155,7 +156,7 @@ type env struct {
 	pub     *recorder
 	clock   *clock
 	svc     *sb.Service
-	r       *sb.Refresher
+	r       *refresher.Refresher
 }
 
 func newEnv(t *testing.T, p *provider, timeout time.Duration) *env {
@@ -197,7 +198,8 @@ func (e *env) open(wrap func(sb.Store) sb.Store) {
 	e.pub = &recorder{}
 	e.svc = &sb.Service{Store: e.store, Broker: e.pub, OAuth: e.reg, Catalogue: e.reg, Now: e.clock.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	e.r = sb.NewRefresher(e.svc)
+	e.r = refresher.New(e.svc)
+	e.svc.Observers, e.svc.TokenSource = []sb.CommitObserver{e.r}, e.r
 	e.r.MinBackoff, e.r.MaxBackoff = time.Second, 2*time.Second
 }
 

@@ -1,4 +1,4 @@
-package switchboard_test
+package refresher_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bont/switchboard/refresher"
 	sb "github.com/bont/switchboard/switchboard"
 )
 
@@ -98,7 +99,8 @@ func BenchmarkRefresher100k(b *testing.B) {
 	}
 	svc := &sb.Service{Store: st, Broker: &recorder{}, OAuth: instantOAuth{now: clk.Now}, Catalogue: oneProvider{},
 		Now: clk.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	r := sb.NewRefresher(svc)
+	r := refresher.New(svc)
+	svc.Observers, svc.TokenSource = []sb.CommitObserver{r}, r
 	ctx := context.Background()
 
 	var before, after runtime.MemStats

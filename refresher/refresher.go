@@ -1,9 +1,13 @@
-package switchboard
+// Package refresher keeps every connection's access token fresh and its
+// badge true. Its Refresher is wired by main as one of the Service's
+// commit observers (switchboard.CommitObserver), which keeps its schedule
+// in step with every credential write, and as the Service's token source
+// for the sync API (switchboard.TokenSource). It changes integrations only
+// through Service.Commit.
+package refresher
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/bont/switchboard/switchboard"
 )
 
 // Refresher defaults.
@@ -72,7 +78,7 @@ const (
 // can write nothing (the store checks TokenSet.Serial) and leaves the new
 // entry alone.
 type Refresher struct {
-	Service *Service
+	Service *switchboard.Service
 	// Margin returns how long before expiry a provider's tokens are
 	// refreshed. Nil or a non-positive answer means DefaultRefreshMargin.
 	// It is capped at a fifth of the token's lifetime: tokens that live
@@ -161,14 +167,19 @@ type entry struct {
 	calls     int32
 }
 
-// NewRefresher returns a Refresher for s and registers it, so that every
-// credential write and status change committed by s updates its schedule.
-func NewRefresher(s *Service) *Refresher {
+// New returns a Refresher for s. It keeps its schedule only when
+// it is among s.Observers, so that every credential write and status
+// change committed by s reaches it; main also makes it s.TokenSource.
+func New(s *switchboard.Service) *Refresher {
 	r := &Refresher{Service: s}
 	r.init()
-	s.refresher = r
 	return r
 }
+
+var (
+	_ switchboard.CommitObserver = (*Refresher)(nil)
+	_ switchboard.TokenSource    = (*Refresher)(nil)
+)
 
 func (r *Refresher) init() {
 	r.initOnce.Do(func() {
@@ -188,7 +199,7 @@ func (r *Refresher) now() time.Time {
 	if r.Now != nil {
 		return r.Now().UTC()
 	}
-	return r.Service.now()
+	return r.Service.CurrentTime()
 }
 
 func (r *Refresher) margin(providerID string) time.Duration {
@@ -284,8 +295,8 @@ func (r *Refresher) Load(ctx context.Context) (int, error) {
 	r.init()
 	now := r.now()
 	n := 0
-	err := r.Service.Store.TokenSchedule(ctx, func(m *TokenMeta) error {
-		if m.Status == StatusReconnectRequired {
+	err := r.Service.Store.TokenSchedule(ctx, func(m *switchboard.TokenMeta) error {
+		if m.Status == switchboard.StatusReconnectRequired {
 			return nil
 		}
 		e := &entry{key: connKey{m.WorkspaceID, m.IntegrationID}, gen: m.Generation, issuedAt: m.IssuedAt, serial: m.Serial, index: -1}
@@ -295,7 +306,7 @@ func (r *Refresher) Load(ctx context.Context) (int, error) {
 			// Credentials without metadata: read them once.
 		case m.RefreshStartedAt != nil:
 			e.uncertain = true
-		case m.FailingSince != nil, m.Status == StatusError && isRefreshReason(m.StatusReason):
+		case m.FailingSince != nil, m.Status == switchboard.StatusError && isRefreshReason(m.StatusReason):
 			// Failing before the restart: try again now.
 		default:
 			due, ok = r.dueFor(m.ProviderID, m.Expiry, m.IssuedAt, m.HasRefreshToken)
@@ -322,7 +333,7 @@ func (r *Refresher) Load(ctx context.Context) (int, error) {
 }
 
 func isRefreshReason(reason string) bool {
-	return reason == ReasonProviderUnavailable || reason == ReasonRefreshFailed
+	return reason == switchboard.ReasonProviderUnavailable || reason == switchboard.ReasonRefreshFailed
 }
 
 func (r *Refresher) intern(s string) string {
@@ -346,7 +357,7 @@ func (r *Refresher) putLocked(e *entry) {
 	r.queue.push(e)
 }
 
-// removeLocked takes a connection off the schedule. Only a commit (observe)
+// removeLocked takes a connection off the schedule. Only a commit (Committed)
 // removes by key; a refresh drops its own entry (dropLocked).
 func (r *Refresher) removeLocked(k connKey) {
 	if old := r.byKey[k]; old != nil {
@@ -432,12 +443,12 @@ func (r *Refresher) poke() {
 	}
 }
 
-// observe updates the schedule after a commit: written credentials start
-// a fresh entry; a connection without a current generation, or waiting
-// for a reconnect, leaves the schedule. Commits may be observed out of
-// order; one older than the last that changed the connection's schedule
+// Committed updates the schedule after a commit: written credentials
+// start a fresh entry; a connection without a current generation, or
+// waiting for a reconnect, leaves the schedule. Commits may be observed out
+// of order; one older than the last that changed the connection's schedule
 // changes nothing.
-func (r *Refresher) observe(ev *Event, tokens *TokenSet) {
+func (r *Refresher) Committed(ev *switchboard.Event, tokens *switchboard.TokenSet) {
 	in := ev.Integration
 	k := connKey{in.WorkspaceID, in.ID}
 	rev := ev.Revision
@@ -447,7 +458,7 @@ func (r *Refresher) observe(ev *Event, tokens *TokenSet) {
 	if cur := r.byKey[k]; cur != nil && cur.rev > rev || r.gone[k] > rev {
 		return
 	}
-	if !ok || in.Status == StatusReconnectRequired {
+	if !ok || in.Status == switchboard.StatusReconnectRequired {
 		r.removeLocked(k)
 		r.buryLocked(k, rev)
 		return
@@ -472,7 +483,7 @@ func (r *Refresher) observe(ev *Event, tokens *TokenSet) {
 
 // track returns the entry for a connection, creating one (due now) for a
 // connection the schedule does not hold yet.
-func (r *Refresher) track(in *Integration, gen uint64) *entry {
+func (r *Refresher) track(in *switchboard.Integration, gen uint64) *entry {
 	k := connKey{in.WorkspaceID, in.ID}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -491,8 +502,8 @@ func (r *Refresher) Len() int {
 	return len(r.byKey)
 }
 
-// RefresherStats is what an operator sees of the schedule.
-type RefresherStats struct {
+// Stats is what an operator sees of the schedule.
+type Stats struct {
 	// Scheduled is the number of connections on the schedule.
 	Scheduled int
 	// Overdue is how late the most overdue queued refresh is (0 if none
@@ -505,12 +516,12 @@ type RefresherStats struct {
 }
 
 // Stats returns the schedule's figures as of now.
-func (r *Refresher) Stats() RefresherStats {
+func (r *Refresher) Stats() Stats {
 	r.init()
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := RefresherStats{Scheduled: len(r.byKey), Running: r.busy}
+	st := Stats{Scheduled: len(r.byKey), Running: r.busy}
 	if len(r.queue) > 0 && now.After(r.queue[0].e.due) {
 		st.Overdue = now.Sub(r.queue[0].e.due)
 	}
@@ -569,8 +580,8 @@ func (r *Refresher) next() (time.Time, bool) {
 func (r *Refresher) Check(ctx context.Context) error {
 	r.init()
 	want := make(map[connKey]uint64)
-	err := r.Service.Store.TokenSchedule(ctx, func(m *TokenMeta) error {
-		if m.Status == StatusReconnectRequired {
+	err := r.Service.Store.TokenSchedule(ctx, func(m *switchboard.TokenMeta) error {
+		if m.Status == switchboard.StatusReconnectRequired {
 			return nil
 		}
 		if m.Known && !m.HasRefreshToken && m.Expiry.IsZero() {
@@ -698,8 +709,8 @@ func (r *Refresher) dispatch(ctx context.Context, now time.Time, wait bool) int 
 			defer r.addBusy(-1)
 			defer func() { <-r.sem; r.poke() }()
 			defer r.settle(e)
-			if _, err := r.refreshEntry(e, scheduled, ""); err != nil && ErrorCode(err) == EINTERNAL {
-				r.Service.logger().Error("refresh failed", "workspace", e.key.ws, "integration", e.key.id, "err", err)
+			if _, err := r.refreshEntry(e, scheduled, ""); err != nil && switchboard.ErrorCode(err) == switchboard.EINTERNAL {
+				r.Service.Log().Error("refresh failed", "workspace", e.key.ws, "integration", e.key.id, "err", err)
 			}
 		}()
 	}
@@ -710,7 +721,7 @@ func (r *Refresher) dispatch(ctx context.Context, now time.Time, wait bool) int 
 
 // errReplaced: the credentials a refresh started from were replaced (a
 // reconnect) while it ran; nothing was written. Token asks again.
-var errReplaced = Errorf(ECONFLICT, "The connection's credentials were replaced while they were being refreshed.")
+var errReplaced = switchboard.Errorf(switchboard.ECONFLICT, "The connection's credentials were replaced while they were being refreshed.")
 
 // Token returns usable credentials for a connection's generation,
 // refreshing them first when the schedule says they are due (or they
@@ -723,7 +734,7 @@ var errReplaced = Errorf(ECONFLICT, "The connection's credentials were replaced 
 // EUNAVAILABLE when the provider cannot be reached or the credentials
 // expired and the next refresh may not start yet (the badge follows the
 // failure window), and ENOTFOUND for an unknown integration.
-func (r *Refresher) Token(ctx context.Context, workspaceID, integrationID string, generation uint64, force bool, failedID string) (*TokenSet, *Integration, error) {
+func (r *Refresher) Token(ctx context.Context, workspaceID, integrationID string, generation uint64, force bool, failedID string) (*switchboard.TokenSet, *switchboard.Integration, error) {
 	r.init()
 	r.addBusy(1)
 	defer r.addBusy(-1)
@@ -756,21 +767,21 @@ func (r *Refresher) Token(ctx context.Context, workspaceID, integrationID string
 
 // usableGeneration checks that generation (0: whichever is current) may
 // use credentials.
-func usableGeneration(in *Integration, generation uint64) (uint64, error) {
+func usableGeneration(in *switchboard.Integration, generation uint64) (uint64, error) {
 	gen, ok := in.CurrentGeneration()
 	if !ok {
-		return 0, Errorf(ECONFLICT, "Integration %s is disconnected; nothing may sync for it.", in.ID)
+		return 0, switchboard.Errorf(switchboard.ECONFLICT, "Integration %s is disconnected; nothing may sync for it.", in.ID)
 	}
 	if generation != 0 && generation != gen {
-		return 0, Errorf(ECONFLICT, "Generation %d of integration %s is over (current generation %d); stop syncing it and start again from the current generation.", generation, in.ID, gen)
+		return 0, switchboard.Errorf(switchboard.ECONFLICT, "Generation %d of integration %s is over (current generation %d); stop syncing it and start again from the current generation.", generation, in.ID, gen)
 	}
-	if in.Status == StatusReconnectRequired {
-		return 0, Errorf(ECONFLICT, "Integration %s needs a reconnect (%s); nothing can sync until an admin reconnects it.", in.ID, in.StatusReason)
+	if in.Status == switchboard.StatusReconnectRequired {
+		return 0, switchboard.Errorf(switchboard.ECONFLICT, "Integration %s needs a reconnect (%s); nothing can sync until an admin reconnects it.", in.ID, in.StatusReason)
 	}
 	return gen, nil
 }
 
-type flightResult struct{ tokens *TokenSet }
+type flightResult struct{ tokens *switchboard.TokenSet }
 
 // refreshMode is why a refresh runs.
 type refreshMode int8
@@ -787,7 +798,7 @@ const (
 // callers of the new ones. Forced callers share only forced flights, so a
 // report of a refused token is never answered by a check that found the
 // same token still fresh.
-func (r *Refresher) refreshEntry(e *entry, mode refreshMode, failedID string) (*TokenSet, error) {
+func (r *Refresher) refreshEntry(e *entry, mode refreshMode, failedID string) (*switchboard.TokenSet, error) {
 	r.mu.Lock()
 	key := e.key.ws + "\x00" + e.key.id + "\x00" + strconv.FormatUint(e.seq, 10)
 	r.mu.Unlock()
@@ -807,13 +818,13 @@ func (r *Refresher) refreshEntry(e *entry, mode refreshMode, failedID string) (*
 	return v.(flightResult).tokens, nil
 }
 
-func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, failedID string) (*TokenSet, error) {
+func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, failedID string) (*switchboard.TokenSet, error) {
 	e.call.Lock()
 	defer e.call.Unlock()
 	svc := r.Service
 	store := svc.Store
 	in, err := store.FindIntegrationByID(ctx, e.key.ws, e.key.id)
-	if ErrorCode(err) == ENOTFOUND {
+	if switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
 		r.drop(e)
 		return nil, err
 	} else if err != nil {
@@ -826,9 +837,9 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 		return nil, err
 	}
 	tokens, err := store.FindTokens(ctx, e.key.ws, e.key.id, gen)
-	if ErrorCode(err) == ENOTFOUND {
+	if switchboard.ErrorCode(err) == switchboard.ENOTFOUND {
 		var none uint64
-		return nil, r.needReconnect(ctx, e, in, gen, none, ReasonTokenExpired, "No credentials are stored for this connection; reconnect to sign in again.")
+		return nil, r.needReconnect(ctx, e, in, gen, none, switchboard.ReasonTokenExpired, "No credentials are stored for this connection; reconnect to sign in again.")
 	} else if err != nil {
 		r.retryLater(e)
 		return nil, fmt.Errorf("refresh %s: %w", e.key.id, err)
@@ -869,18 +880,18 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 			return tokens, nil
 		}
 		if failing && now.Before(due) || now.Before(next) {
-			return nil, Errorf(EUNAVAILABLE, "The access token expired and the next refresh may start in %s. Try again then.", max(due.Sub(now), next.Sub(now)).Round(time.Second))
+			return nil, switchboard.Errorf(switchboard.EUNAVAILABLE, "The access token expired and the next refresh may start in %s. Try again then.", max(due.Sub(now), next.Sub(now)).Round(time.Second))
 		}
 	case forced:
 		// The token that failed was replaced meanwhile (another worker's
 		// report refreshed it): hand out the replacement.
-		if failedID != "" && TokenID(tokens.AccessToken) != failedID && valid {
+		if failedID != "" && switchboard.TokenID(tokens.AccessToken) != failedID && valid {
 			return tokens, nil
 		}
 	}
 	if tokens.RefreshToken == "" {
 		if !tokens.Expiry.IsZero() && !now.Before(tokens.Expiry) {
-			return nil, r.needReconnect(ctx, e, in, gen, tokens.Serial, ReasonTokenExpired, "The access token expired and the provider gave no refresh token; reconnect to sign in again.")
+			return nil, r.needReconnect(ctx, e, in, gen, tokens.Serial, switchboard.ReasonTokenExpired, "The access token expired and the provider gave no refresh token; reconnect to sign in again.")
 		}
 		// Still valid and not refreshable: hand it out, and look again
 		// when it expires.
@@ -894,10 +905,10 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 
 	// Write ahead that a refresh is on its way to the provider.
 	r.mu.Lock()
-	st := RefreshState{FailingSince: e.failingSince, RefreshStartedAt: &now}
+	st := switchboard.RefreshState{FailingSince: e.failingSince, RefreshStartedAt: &now}
 	r.mu.Unlock()
 	if err := store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, tokens.Serial, st); err != nil {
-		if ErrorCode(err) == ECONFLICT {
+		if switchboard.ErrorCode(err) == switchboard.ECONFLICT {
 			// A reconnect or disconnect came first: its commit owns the
 			// schedule now.
 			r.drop(e)
@@ -913,10 +924,10 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 		// Store first: a rotated refresh token must be durable before
 		// anyone uses the new access token.
 		if err := store.PutTokens(ctx, e.key.ws, e.key.id, gen, tokens.Serial, next2); err != nil {
-			if ErrorCode(err) == ECONFLICT {
+			if switchboard.ErrorCode(err) == switchboard.ECONFLICT {
 				// Disconnected or reconnected meanwhile: nobody will use
 				// these.
-				svc.revokeOrphan(in.ProviderID, next2)
+				svc.RevokeOrphan(in.ProviderID, next2)
 				r.drop(e)
 				return nil, errReplaced
 			}
@@ -938,9 +949,9 @@ func (r *Refresher) refresh(ctx context.Context, e *entry, mode refreshMode, fai
 			r.dropLocked(e)
 		}
 		r.mu.Unlock()
-		if in.Status == StatusError && isRefreshReason(in.StatusReason) {
-			_ = r.transition(ctx, gen, next2.Serial, in, StatusConnected, ReasonAuthorized, "", EventRecovered, func(c *Integration) bool {
-				return c.Status == StatusError && isRefreshReason(c.StatusReason)
+		if in.Status == switchboard.StatusError && isRefreshReason(in.StatusReason) {
+			_ = r.transition(ctx, gen, next2.Serial, in, switchboard.StatusConnected, switchboard.ReasonAuthorized, "", switchboard.EventRecovered, func(c *switchboard.Integration) bool {
+				return c.Status == switchboard.StatusError && isRefreshReason(c.StatusReason)
 			})
 		}
 		return next2, nil
@@ -968,7 +979,7 @@ func (r *Refresher) count(e *entry, providerID string, now time.Time) {
 	life := e.life
 	r.mu.Unlock()
 	if warn {
-		r.Service.logger().Warn("connection refreshed unusually often; check the provider's token lifetime",
+		r.Service.Log().Warn("connection refreshed unusually often; check the provider's token lifetime",
 			"provider", providerID, "workspace", e.key.ws, "integration", e.key.id,
 			"refreshes_this_minute", limit+1, "token_lifetime", life)
 	}
@@ -980,36 +991,32 @@ func (r *Refresher) report(providerID string, err error) {
 		return
 	}
 	class := "ok"
-	var pf ProviderFailure
-	switch {
-	case err == nil:
-	case ErrorCode(err) == EINVALID && errors.As(err, &pf) && (pf.OAuthCode() == "invalid_client" || pf.OAuthCode() == "unauthorized_client"):
-		class = "client_rejected"
-	case ErrorCode(err) == EINVALID:
-		class = "invalid_grant"
-	default:
-		class = "transient"
+	if err != nil {
+		switch switchboard.ProviderFailureOf(err).Kind {
+		case switchboard.FailureClientRefused:
+			class = "client_rejected"
+		case switchboard.FailureGrantRefused, switchboard.FailureRefused:
+			class = "invalid_grant"
+		default:
+			class = "transient"
+		}
 	}
 	r.Observe(providerID, class)
 }
 
 // failed classifies a refresh failure of the credentials with Serial
 // serial and records it.
-func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen, serial uint64, rerr error) error {
+func (r *Refresher) failed(ctx context.Context, e *entry, in *switchboard.Integration, gen, serial uint64, rerr error) error {
 	store := r.Service.Store
-	var pf ProviderFailure
-	status, oauthCode, retryAfter := 0, "", time.Duration(0)
-	if errors.As(rerr, &pf) {
-		status, oauthCode, retryAfter = pf.HTTPStatus(), pf.OAuthCode(), pf.RetryAfter()
-	}
+	pf := switchboard.ProviderFailureOf(rerr)
 	pv, _ := r.Service.Provider(in.ProviderID)
 	now := r.now()
-	if ErrorCode(rerr) == EINVALID {
-		if oauthCode == "invalid_client" || oauthCode == "unauthorized_client" {
-			msg := fmt.Sprintf("%s refused Switchboard's client credentials while refreshing (%s). Reconnecting will not help: update the client ID and secret in the providers file.", pv.Name, oauthCode)
-			_ = store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, serial, RefreshState{FailingSince: e.failingSince})
-			_ = r.transition(ctx, gen, serial, in, StatusError, ReasonRefreshFailed, msg, EventError, func(c *Integration) bool {
-				return c.Status == StatusConnected || c.Status == StatusError && c.StatusReason == ReasonProviderUnavailable
+	if pf.Kind != switchboard.FailureTransient {
+		if pf.Kind == switchboard.FailureClientRefused {
+			msg := fmt.Sprintf("%s refused Switchboard's client credentials while refreshing (%s). Reconnecting will not help: update the client ID and secret in the providers file.", pv.Name, pf.Code)
+			_ = store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, serial, switchboard.RefreshState{FailingSince: e.failingSince})
+			_ = r.transition(ctx, gen, serial, in, switchboard.StatusError, switchboard.ReasonRefreshFailed, msg, switchboard.EventError, func(c *switchboard.Integration) bool {
+				return c.Status == switchboard.StatusConnected || c.Status == switchboard.StatusError && c.StatusReason == switchboard.ReasonProviderUnavailable
 			})
 			r.mu.Lock()
 			e.failures++
@@ -1020,9 +1027,9 @@ func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen, 
 		r.mu.Lock()
 		uncertain := e.uncertain
 		r.mu.Unlock()
-		reason, msg := ReasonTokenRevoked, fmt.Sprintf("%s no longer accepts this connection's sign-in: %s", pv.Name, ErrorMessage(rerr))
-		if uncertain && oauthCode == "invalid_grant" {
-			reason = ReasonRefreshInterrupted
+		reason, msg := switchboard.ReasonTokenRevoked, fmt.Sprintf("%s no longer accepts this connection's sign-in: %s", pv.Name, switchboard.ErrorMessage(rerr))
+		if uncertain && pf.Kind == switchboard.FailureGrantRefused {
+			reason = switchboard.ReasonRefreshInterrupted
 			msg = fmt.Sprintf("A token refresh with %s was interrupted before its answer could be stored, and %s now refuses the previous refresh token. Reconnect to sign in again; the sync checkpoint is kept.", pv.Name, pv.Name)
 		}
 		return r.needReconnect(ctx, e, in, gen, serial, reason, msg)
@@ -1035,33 +1042,33 @@ func (r *Refresher) failed(ctx context.Context, e *entry, in *Integration, gen, 
 		t := now
 		e.failingSince = &t
 	}
-	if status == 0 {
+	if !pf.Answered {
 		e.uncertain = true
 	}
 	e.failures++
 	since := *e.failingSince
-	delay := max(r.backoff(e.failures), retryAfter)
-	st := RefreshState{FailingSince: &since}
+	delay := max(r.backoff(e.failures), pf.RetryAfter)
+	st := switchboard.RefreshState{FailingSince: &since}
 	if e.uncertain {
 		st.RefreshStartedAt = &now
 	}
 	r.rescheduleLocked(e, now.Add(delay))
 	r.mu.Unlock()
-	if err := store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, serial, st); err != nil && ErrorCode(err) != ECONFLICT {
-		r.Service.logger().Error("recording refresh failure", "integration", e.key.id, "err", err)
+	if err := store.PutRefreshState(ctx, e.key.ws, e.key.id, gen, serial, st); err != nil && switchboard.ErrorCode(err) != switchboard.ECONFLICT {
+		r.Service.Log().Error("recording refresh failure", "integration", e.key.id, "err", err)
 	}
-	r.Service.logger().Warn("refresh failed; will retry", "workspace", e.key.ws, "integration", e.key.id, "provider", in.ProviderID, "failing_since", since, "retry_in", delay, "err", ErrorMessage(rerr))
+	r.Service.Log().Warn("refresh failed; will retry", "workspace", e.key.ws, "integration", e.key.id, "provider", in.ProviderID, "failing_since", since, "retry_in", delay, "err", switchboard.ErrorMessage(rerr))
 	if now.Sub(since) >= r.window() {
 		msg := fmt.Sprintf("%s has not answered token refreshes since %s (%s). Switchboard keeps retrying and the badge returns to Connected by itself when %s answers.",
-			pv.Name, since.Format(time.RFC3339), ErrorMessage(rerr), pv.Name)
-		_ = r.transition(ctx, gen, serial, in, StatusError, ReasonProviderUnavailable, msg, EventError, func(c *Integration) bool {
-			return c.Status == StatusConnected
+			pv.Name, since.Format(time.RFC3339), switchboard.ErrorMessage(rerr), pv.Name)
+		_ = r.transition(ctx, gen, serial, in, switchboard.StatusError, switchboard.ReasonProviderUnavailable, msg, switchboard.EventError, func(c *switchboard.Integration) bool {
+			return c.Status == switchboard.StatusConnected
 		})
 	}
-	if ErrorCode(rerr) == EUNAVAILABLE {
+	if switchboard.ErrorCode(rerr) == switchboard.EUNAVAILABLE {
 		return rerr
 	}
-	return Errorf(EUNAVAILABLE, "%s could not refresh the access token. Try again shortly.", pv.Name)
+	return switchboard.Errorf(switchboard.EUNAVAILABLE, "%s could not refresh the access token. Try again shortly.", pv.Name)
 }
 
 // retryLater reschedules after an internal failure (store), without
@@ -1073,28 +1080,28 @@ func (r *Refresher) retryLater(e *entry) {
 // needReconnect turns the badge RECONNECT_REQUIRED because the credentials
 // with Serial serial were refused, unless a reconnect replaced them
 // meanwhile (then the refusal is about old credentials: errReplaced).
-func (r *Refresher) needReconnect(ctx context.Context, e *entry, in *Integration, gen, serial uint64, reason, msg string) error {
-	err := r.transition(ctx, gen, serial, in, StatusReconnectRequired, reason, msg, EventReconnectRequired, func(c *Integration) bool {
-		return c.Status == StatusConnected || c.Status == StatusError
+func (r *Refresher) needReconnect(ctx context.Context, e *entry, in *switchboard.Integration, gen, serial uint64, reason, msg string) error {
+	err := r.transition(ctx, gen, serial, in, switchboard.StatusReconnectRequired, reason, msg, switchboard.EventReconnectRequired, func(c *switchboard.Integration) bool {
+		return c.Status == switchboard.StatusConnected || c.Status == switchboard.StatusError
 	})
 	r.drop(e)
-	if ErrorCode(err) == ECONFLICT {
+	if switchboard.ErrorCode(err) == switchboard.ECONFLICT {
 		return errReplaced
 	}
-	return Errorf(ECONFLICT, "%s", msg)
+	return switchboard.Errorf(switchboard.ECONFLICT, "%s", msg)
 }
 
 // transition commits a status change for generation gen, whose
 // credentials have Serial serial, when cond holds on the current state;
 // otherwise (changed meanwhile) nothing is written. It returns ECONFLICT
 // when the credentials were replaced meanwhile.
-func (r *Refresher) transition(ctx context.Context, gen, serial uint64, in *Integration, status Status, reason, msg string, kind EventKind, cond func(*Integration) bool) error {
-	_, err := r.Service.commit(ctx, Change{
+func (r *Refresher) transition(ctx context.Context, gen, serial uint64, in *switchboard.Integration, status switchboard.Status, reason, msg string, kind switchboard.EventKind, cond func(*switchboard.Integration) bool) error {
+	_, err := r.Service.Commit(ctx, switchboard.Change{
 		WorkspaceID:   in.WorkspaceID,
 		IntegrationID: in.ID,
 		At:            r.now(),
 		IfCredentials: &serial,
-		Apply: func(c *Integration) (*Integration, EventKind, error) {
+		Apply: func(c *switchboard.Integration) (*switchboard.Integration, switchboard.EventKind, error) {
 			if g, ok := c.CurrentGeneration(); !ok || g != gen || !cond(c) {
 				return nil, "", nil
 			}
@@ -1102,24 +1109,16 @@ func (r *Refresher) transition(ctx context.Context, gen, serial uint64, in *Inte
 				return nil, "", nil
 			}
 			c.Status, c.StatusReason, c.StatusMessage = status, reason, msg
-			if status == StatusConnected {
+			if status == switchboard.StatusConnected {
 				c.MissingScopes = nil
 			}
 			return c, kind, nil
 		},
 	})
-	if err != nil && ErrorCode(err) != ECONFLICT {
-		r.Service.logger().Error("committing status change", "integration", in.ID, "status", status, "reason", reason, "err", err)
+	if err != nil && switchboard.ErrorCode(err) != switchboard.ECONFLICT {
+		r.Service.Log().Error("committing status change", "integration", in.ID, "status", status, "reason", reason, "err", err)
 	}
 	return err
-}
-
-// TokenID names an access token without revealing it: the first 16 hex
-// digits of its SHA-256. The sync API returns it with every token, and an
-// authorization failure report names the token that failed by it.
-func TokenID(accessToken string) string {
-	sum := sha256.Sum256([]byte(accessToken))
-	return hex.EncodeToString(sum[:8])
 }
 
 // ---- the heap ----

@@ -1,4 +1,4 @@
-package switchboard_test
+package refresher_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bont/switchboard/bolt"
+	"github.com/bont/switchboard/refresher"
 	"github.com/bont/switchboard/seal"
 	sb "github.com/bont/switchboard/switchboard"
 )
@@ -220,9 +221,16 @@ func (e providerError) Error() string {
 	}
 	return fmt.Sprintf("HTTP %d", e.status)
 }
-func (e providerError) HTTPStatus() int           { return e.status }
-func (e providerError) OAuthCode() string         { return e.code }
-func (e providerError) RetryAfter() time.Duration { return 0 }
+func (e providerError) ProviderFailure() sb.ProviderFailure {
+	f := sb.ProviderFailure{Kind: sb.FailureTransient, Answered: e.status != 0, Code: e.code}
+	switch {
+	case e.code == "invalid_grant":
+		f.Kind = sb.FailureGrantRefused
+	case e.code != "":
+		f.Kind = sb.FailureRefused
+	}
+	return f
+}
 func (e providerError) Unwrap() error {
 	if e.code != "" {
 		return sb.Errorf(sb.EINVALID, "the provider refused the grant: %s", e.code)
@@ -249,7 +257,7 @@ type refresherRig struct {
 	p        *rotatingProvider
 	store    *bolt.Store
 	svc      *sb.Service
-	r        *sb.Refresher
+	r        *refresher.Refresher
 	restarts []time.Time
 }
 
@@ -262,7 +270,8 @@ func (g *refresherRig) open() {
 	g.store = st
 	g.svc = &sb.Service{Store: st, Broker: &recorder{}, OAuth: g.p, Catalogue: g.p, Now: g.clk.Now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	g.r = sb.NewRefresher(g.svc)
+	g.r = refresher.New(g.svc)
+	g.svc.Observers, g.svc.TokenSource = []sb.CommitObserver{g.r}, g.r
 	g.r.MinBackoff, g.r.MaxBackoff = time.Second, 2*time.Second
 	g.r.FailureWindow = 1000 * time.Hour
 	if _, err := g.r.Load(context.Background()); err != nil {
@@ -297,9 +306,9 @@ func (g *refresherRig) quiesce(step int) {
 
 // nominal is the refresh span the rule gives a token of life l, without
 // jitter, and its lower bound with jitter.
-func nominal(r *sb.Refresher, l time.Duration) (lo, hi time.Duration) {
-	interval, margin := sb.DefaultRefreshInterval, sb.DefaultRefreshMargin
-	gap := max(sb.DefaultMinRefreshGap, l/10)
+func nominal(r *refresher.Refresher, l time.Duration) (lo, hi time.Duration) {
+	interval, margin := refresher.DefaultRefreshInterval, refresher.DefaultRefreshMargin
+	gap := max(refresher.DefaultMinRefreshGap, l/10)
 	if l == 0 {
 		return interval, interval
 	}
@@ -335,8 +344,8 @@ func runRefresherModel(t *testing.T, seed uint64, life time.Duration, steps int)
 	lo, hi := nominal(g.r, life)
 	// How far the clock moves in one step: around the token's lifetime.
 	scale := life
-	if scale == 0 || scale > sb.DefaultRefreshInterval {
-		scale = sb.DefaultRefreshInterval
+	if scale == 0 || scale > refresher.DefaultRefreshInterval {
+		scale = refresher.DefaultRefreshInterval
 	}
 	authorize := func(step int, c *rconn, payload *sb.AuthorizationPayload, err error) {
 		t.Helper()
