@@ -2,6 +2,7 @@ package switchboard
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -290,21 +291,7 @@ type CutoffError struct {
 }
 
 func (e *CutoffError) Error() string {
-	return "subscriber fell too far behind; resume after revision " + uitoa(e.LastRevision)
-}
-
-func uitoa(n uint64) string {
-	var b [20]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return string(b[i:])
+	return "subscriber fell too far behind; resume after revision " + strconv.FormatUint(e.LastRevision, 10)
 }
 
 // TokenMeta is what the refresher needs to schedule one connection's
