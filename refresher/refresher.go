@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -130,6 +131,10 @@ type Refresher struct {
 	running   sync.WaitGroup
 	sem       chan struct{}
 	initOnce  sync.Once
+	// base parents every refresh: Run's context once it runs, so ending
+	// Run (a shutdown) aborts calls to a hung token endpoint instead of
+	// waiting out Timeout.
+	base atomic.Pointer[context.Context]
 }
 
 type connKey struct{ ws, id string }
@@ -634,6 +639,7 @@ func (r *Refresher) Check(ctx context.Context) error {
 // ctx ends; then it waits for the refreshes in flight. A refresh that hangs
 // holds one worker until Timeout and delays no other connection's.
 func (r *Refresher) Run(ctx context.Context) error {
+	r.base.Store(&ctx)
 	if _, err := r.Load(ctx); err != nil {
 		return fmt.Errorf("refresher: load schedule: %w", err)
 	}
@@ -806,8 +812,13 @@ func (r *Refresher) refreshEntry(e *entry, mode refreshMode, failedID string) (*
 		key = "force\x00" + key + "\x00" + failedID
 	}
 	v, err, _ := r.flights.Do(key, func() (any, error) {
-		// Detached from any one caller: the others wait for it too.
-		ctx, cancel := context.WithTimeout(context.Background(), r.timeout())
+		// Detached from any one caller (the others wait for it too), but
+		// not from Run: a shutdown ends it.
+		parent := context.Background()
+		if b := r.base.Load(); b != nil {
+			parent = *b
+		}
+		ctx, cancel := context.WithTimeout(parent, r.timeout())
 		defer cancel()
 		t, err := r.refresh(ctx, e, mode, failedID)
 		return flightResult{t}, err

@@ -356,6 +356,34 @@ func TestHungEndpointBlocksOnlyItsRefresh(t *testing.T) {
 	check(t, "status", e.integration("int_hang").Status, sb.StatusConnected)
 }
 
+// A shutdown (Run's context ending) aborts a refresh stuck at a hung token
+// endpoint instead of waiting out the refresh timeout (an hour here).
+func TestShutdownAbortsAHungRefresh(t *testing.T) {
+	p := newProvider(t, true)
+	e := newEnv(t, p, time.Hour)
+	e.r.Timeout = time.Hour
+	e.seed("int_hang", sb.TokenSet{AccessToken: "a", RefreshToken: "hang", Expiry: e.clock.After(-time.Second)})
+	e.clock.Add(time.Minute) // due
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- e.r.Run(ctx) }()
+	select {
+	case <-p.hangSeen: // the scheduled refresh is at the provider
+	case <-time.After(20 * time.Second):
+		t.Fatal("the due refresh never reached the provider")
+	}
+	cancel()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after its context ended: it is waiting for the hung token endpoint")
+	}
+	check(t, "status", e.integration("int_hang").Status, sb.StatusConnected)
+}
+
 // failingPut makes the next PutTokens fail: the process "dies" between the
 // provider's answer and the write.
 type failingPut struct {
