@@ -250,31 +250,35 @@ func checkSecrets(w io.Writer, dataDir, target string, c *http.Client) (bool, er
 }
 
 func secretsThrough(c *http.Client, ids []string) (*bolt.SecretsReport, error) {
-	resp, err := c.Get("http://switchboard/secrets?keys=" + url.QueryEscape(strings.Join(ids, ",")))
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return nil, fmt.Errorf("gateway answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	var rep bolt.SecretsReport
-	return &rep, json.NewDecoder(resp.Body).Decode(&rep)
+	return getThrough[bolt.SecretsReport](c, "http://switchboard/secrets?keys="+url.QueryEscape(strings.Join(ids, ",")))
 }
 
 func verifyThrough(c *http.Client) (*bolt.Report, error) {
-	resp, err := c.Get("http://switchboard/verify")
+	return getThrough[bolt.Report](c, "http://switchboard/verify")
+}
+
+// getThrough GETs u from the gateway's admin socket and decodes its JSON.
+func getThrough[T any](c *http.Client, u string) (*T, error) {
+	resp, err := c.Get(u)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return nil, fmt.Errorf("gateway answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	if err := gatewayRefusal(resp); err != nil {
+		return nil, err
 	}
-	var rep bolt.Report
-	return &rep, json.NewDecoder(resp.Body).Decode(&rep)
+	var v T
+	return &v, json.NewDecoder(resp.Body).Decode(&v)
+}
+
+// gatewayRefusal is the error for an admin-socket answer other than 200
+// (nil for 200), quoting the start of its body.
+func gatewayRefusal(resp *http.Response) error {
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	return fmt.Errorf("gateway answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
 }
 
 func errOrProblems(err error, rep *bolt.Report) error {

@@ -276,9 +276,8 @@ func rekeyThrough(ctx context.Context, c *http.Client, batch int, progress func(
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return nil, fmt.Errorf("gateway answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+	if err := gatewayRefusal(resp); err != nil {
+		return nil, err
 	}
 	dec := json.NewDecoder(resp.Body)
 	for {

@@ -34,23 +34,7 @@ func (o Options) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := o.Service.CompleteAuthorization(r.Context(), cp)
 	if err != nil {
-		status := http.StatusBadRequest
-		switch switchboard.ErrorCode(err) {
-		case switchboard.EFORBIDDEN:
-			status = http.StatusForbidden
-		case switchboard.ECONFLICT:
-			status = http.StatusConflict
-		case switchboard.EUNAVAILABLE:
-			status = http.StatusBadGateway
-		case switchboard.EINTERNAL:
-			status = http.StatusInternalServerError
-			o.Logger.Error("oauth callback", "err", err)
-		}
-		renderCallback(w, status, callbackPage{
-			Title:   "Not connected",
-			Message: switchboard.ErrorMessage(err),
-			Code:    switchboard.ErrorCode(err),
-		})
+		o.oauthFailure(w, "oauth callback", "Not connected", err)
 		return
 	}
 	o.Logger.Info("integration authorized", "workspace", res.Integration.WorkspaceID, "integration", res.Integration.ID,
@@ -101,6 +85,31 @@ type callbackPage struct {
 	Code        string
 	Integration string
 	Status      string
+}
+
+// oauthFailure answers a failed OAuth start link or callback with a page
+// naming the error's code: 403 for FORBIDDEN (not this browser, the
+// starting token gone), 409 for CONFLICT, 502 when the provider failed,
+// 500 (logged as step) for internal errors, and 400 for the rest (an
+// unknown, used or expired link or state, a refused authorization).
+func (o Options) oauthFailure(w http.ResponseWriter, step, title string, err error) {
+	status := http.StatusBadRequest
+	switch switchboard.ErrorCode(err) {
+	case switchboard.EFORBIDDEN:
+		status = http.StatusForbidden
+	case switchboard.ECONFLICT:
+		status = http.StatusConflict
+	case switchboard.EUNAVAILABLE:
+		status = http.StatusBadGateway
+	case switchboard.EINTERNAL:
+		status = http.StatusInternalServerError
+		o.Logger.Error(step, "err", err)
+	}
+	renderCallback(w, status, callbackPage{
+		Title:   title,
+		Message: switchboard.ErrorMessage(err),
+		Code:    switchboard.ErrorCode(err),
+	})
 }
 
 func renderCallback(w http.ResponseWriter, status int, p callbackPage) {

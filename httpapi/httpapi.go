@@ -79,8 +79,8 @@ type Options struct {
 	Revision func(context.Context) (uint64, error)
 	// Metrics, when set, records HTTP metrics and serves /metrics: with a
 	// MetricsToken to requests that carry it as a bearer token; without
-	// one only in dev mode (which listens on loopback). MetricsHandler
-	// serves a listener of its own.
+	// one only in dev mode (which listens on loopback). A listener of its
+	// own (-metrics-addr) serves metrics.Handler directly.
 	Metrics *metrics.Metrics
 	// MetricsToken is the scrape token /metrics asks for ("" for none).
 	MetricsToken string
@@ -181,7 +181,7 @@ func New(o Options) *Handler {
 	if o.Metrics != nil {
 		switch {
 		case o.MetricsToken != "":
-			mux.Handle("GET /metrics", MetricsHandler(o.Metrics, o.MetricsToken))
+			mux.Handle("GET /metrics", metricsHandler(o.Metrics, o.MetricsToken))
 		case o.Dev:
 			mux.Handle("GET /metrics", o.Metrics.Handler())
 		}

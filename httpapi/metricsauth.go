@@ -9,11 +9,11 @@ import (
 	"github.com/bont/switchboard/metrics"
 )
 
-// MetricsHandler serves the Prometheus metrics, to requests that carry
+// metricsHandler serves the Prometheus metrics, to requests that carry
 // token as a bearer token when token is not empty. The metrics hold
 // aggregates over every workspace (counts by status, by provider), not any
 // workspace's data, but they are the operator's, not the tenants'.
-func MetricsHandler(m *metrics.Metrics, token string) http.Handler {
+func metricsHandler(m *metrics.Metrics, token string) http.Handler {
 	h := m.Handler()
 	if token == "" {
 		return h

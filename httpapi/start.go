@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"net/http"
 	"time"
-
-	"github.com/bont/switchboard/switchboard"
 )
 
 // The browser binding of an OAuth flow (docs/security-oauth.md): the start
@@ -57,19 +55,7 @@ func (o Options) start(w http.ResponseWriter, r *http.Request) {
 	oauthHeaders(w)
 	st, err := o.Service.BeginAuthorization(r.Context(), r.PathValue("id"))
 	if err != nil {
-		status := http.StatusBadRequest
-		switch switchboard.ErrorCode(err) {
-		case switchboard.EFORBIDDEN:
-			status = http.StatusForbidden
-		case switchboard.EINTERNAL:
-			status = http.StatusInternalServerError
-			o.Logger.Error("oauth start", "err", err)
-		}
-		renderCallback(w, status, callbackPage{
-			Title:   "Not started",
-			Message: switchboard.ErrorMessage(err),
-			Code:    switchboard.ErrorCode(err),
-		})
+		o.oauthFailure(w, "oauth start", "Not started", err)
 		return
 	}
 	maxAge := int(time.Until(st.ExpiresAt)/time.Second) + 1

@@ -44,7 +44,7 @@ var (
 var modelLifetimes = []time.Duration{time.Second, 5 * time.Second, 8 * time.Second, 30 * time.Second,
 	2 * time.Minute, 10 * time.Minute, time.Hour, 24 * time.Hour, 0}
 
-// Run longer with: go test -run RefresherModel ./switchboard -args -refresh.seeds=500 -refresh.steps=400
+// Run longer with: go test -run RefresherModel ./refresher -args -refresh.seeds=500 -refresh.steps=400
 func TestRefresherModel(t *testing.T) {
 	for seed := uint64(1); seed <= uint64(*refreshModelSeeds); seed++ {
 		life := modelLifetimes[int(seed-1)%len(modelLifetimes)]
